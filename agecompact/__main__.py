@@ -1,0 +1,3 @@
+from agecompact.cli import main
+
+main()

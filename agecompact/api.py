@@ -1,0 +1,218 @@
+"""The Python API: ``load_model(source)`` and the ``AgeModel`` it returns.
+
+>>> import agecompact
+>>> model = agecompact.load_model("ssrnet_wiki.h5")      # Keras weights, our file, a run, a name
+>>> ages = model.predict(faces_bgr_uint8)                 # (N, 64, 64, 3) -> (N,) float32 years
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agecompact.errors import InputError, UsageError
+from agecompact.weights.modelfile import ModelMeta
+
+
+def _bucket(n: int, cap: int) -> int:
+    """Batch sizes are rounded up to powers of two so a run compiles a handful of shapes at most."""
+    size = 1
+    while size < n:
+        size *= 2
+    return min(size, cap)
+
+
+class AgeModel:
+    """A network plus the metadata that says how to feed it.
+
+    ``predict`` takes uint8 BGR faces of shape (N, 64, 64, 3); context models (C3AE full) also take
+    (N, 3, 64, 64, 3) = [outer, middle, inner] crops, and given a single crop they feed it to all three
+    branches. The forward pass is compiled once per input shape.
+    """
+
+    def __init__(self, module, meta: ModelMeta):
+        from flax import nnx
+
+        from agecompact.models.registry import param_counts
+
+        module.eval()
+        self.module = module
+        self.meta = meta
+        counts = param_counts(module)
+        self.num_params: int = counts["total"]
+        self.param_counts: dict[str, int] = counts
+        self.meta.num_params = self.num_params
+        self._graphdef, self._state = nnx.split(module)
+        self._forward = None
+        self.path: Path | None = None  # the file it was loaded from, if any
+
+    # -- identity ---------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.meta.name or self.meta.arch
+
+    @property
+    def arch(self) -> str:
+        return self.meta.arch
+
+    def __repr__(self) -> str:
+        return f"AgeModel(name={self.name!r}, arch={self.arch!r}, num_params={self.num_params})"
+
+    # -- inference --------------------------------------------------------------------------------
+    def _compiled(self):
+        if self._forward is None:
+            import jax
+            from flax import nnx
+
+            graphdef = self._graphdef
+
+            def forward(state, images):
+                return nnx.merge(graphdef, state)(images)
+
+            self._forward = jax.jit(forward)
+        return self._forward
+
+    def check_input(self, images: Any) -> np.ndarray:
+        x = np.asarray(images)
+        size = self.meta.input_size
+        single = (size, size, 3)
+        ok = x.ndim == 4 and x.shape[1:] == single
+        if self.meta.crops == "context":
+            ok = ok or (x.ndim == 5 and x.shape[1:] == (3, *single))
+        if not ok:
+            want = f"(N, {size}, {size}, 3)" + (f" or (N, 3, {size}, {size}, 3)" if self.meta.crops == "context" else "")
+            raise UsageError(f"{self.name} expects {want} BGR images, got shape {x.shape}")
+        if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+            raise UsageError(f"images must be uint8 (0..255) or float, got {x.dtype}")
+        return x
+
+    def outputs(self, images: Any, *, batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Every head of the network (``pred`` plus family-specific stage outputs) as numpy arrays."""
+        import jax
+
+        x = self.check_input(images)
+        fwd = self._compiled()
+        chunks: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(x), batch_size):
+            part = x[start:start + batch_size]
+            n = len(part)
+            padded = _bucket(n, batch_size)
+            if padded != n:
+                part = np.concatenate([part, np.zeros((padded - n, *part.shape[1:]), part.dtype)])
+            out = jax.device_get(fwd(self._state, part))
+            chunks.append({k: np.asarray(v)[:n] for k, v in out.items()})
+        if not chunks:
+            return {"pred": np.zeros((0,), np.float32)}
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+    def predict(self, images: Any, *, batch_size: int = 256) -> np.ndarray:
+        """Ages in years (gender score for gender models), float32 of shape (N,)."""
+        return self.outputs(images, batch_size=batch_size)["pred"].astype(np.float32)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        from flax import nnx
+
+        state = nnx.state(self.module, nnx.Any(nnx.Param, nnx.BatchStat))
+        return _to_numpy(nnx.to_pure_dict(state))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from agecompact.weights import modelfile
+
+        return modelfile.write(path, self.meta, self.state_dict())
+
+
+def _to_numpy(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {str(k): _to_numpy(v) for k, v in tree.items()}
+    return np.asarray(tree, dtype=np.float32)
+
+
+def _restore_keys(tree: Any, like: Any) -> Any:
+    """msgpack turns list indices into strings; map them back to the keys the live state uses."""
+    if not isinstance(like, dict):
+        return tree
+    if not isinstance(tree, dict):
+        raise ValueError("structure mismatch")
+    keys = {str(k): k for k in like}
+    if set(map(str, tree)) != set(keys):
+        missing = sorted(set(keys) - set(map(str, tree)))
+        extra = sorted(set(map(str, tree)) - set(keys))
+        raise ValueError(f"missing {missing}, unexpected {extra}")
+    return {keys[str(k)]: _restore_keys(v, like[keys[str(k)]]) for k, v in tree.items()}
+
+
+def model_from_state(meta: ModelMeta, state: dict[str, Any], *, origin: str = "model file"):
+    """Rebuild the network a header describes and fill it with ``state``; shapes are checked."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from agecompact.models.registry import create_model
+
+    try:
+        module = create_model(meta.arch, **meta.arch_kwargs)
+    except TypeError as e:
+        raise InputError(f"{origin}: bad architecture options {meta.arch_kwargs}: {e}") from None
+    target = nnx.state(module, nnx.Any(nnx.Param, nnx.BatchStat))
+    live = nnx.to_pure_dict(target)
+    try:
+        restored = _restore_keys(state, live)
+    except ValueError as e:
+        raise InputError(f"{origin}: weights do not fit {meta.arch}: {e}") from None
+    flat_live = dict(jax.tree_util.tree_leaves_with_path(live))
+    for path, value in jax.tree_util.tree_leaves_with_path(restored):
+        want = flat_live[path].shape
+        if np.shape(value) != tuple(want):
+            name = "/".join(str(getattr(p, "key", p)) for p in path)
+            raise InputError(f"{origin}: weight {name} has shape {np.shape(value)}, {meta.arch} expects {tuple(want)}")
+    restored = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), restored)
+    nnx.replace_by_pure_dict(target, restored)
+    nnx.update(module, target)
+    return module
+
+
+def load_model(source: str | os.PathLike, *, arch: str | None = None) -> AgeModel:
+    """Load a model from one of:
+
+    * an agecompact model file (``.msgpack``),
+    * a released Keras ``.h5``/``.hdf5`` (architecture detected from its layers, or ``arch=``),
+    * a training run folder (its ``best.msgpack``, else ``last.msgpack``),
+    * a pretrained name fetched earlier with ``agecompact fetch NAME`` (e.g. ``"ssrnet-wiki"``).
+    """
+    from agecompact.weights import keras, modelfile
+
+    path = Path(source)
+    if path.is_dir():
+        for candidate in ("best.msgpack", "last.msgpack"):
+            if (path / candidate).is_file():
+                return load_model(path / candidate)
+        raise InputError(f"{path}: no best.msgpack or last.msgpack in this folder (not a finished run?)")
+    if path.is_file():
+        if keras.is_hdf5(path):
+            module, meta = keras.import_keras(path, arch=arch)
+            model = AgeModel(module, meta)
+        else:
+            meta, state = modelfile.read(path)
+            model = AgeModel(model_from_state(meta, state, origin=str(path)), meta)
+        model.path = path
+        return model
+    return _load_pretrained(str(source))
+
+
+def _load_pretrained(name: str) -> AgeModel:
+    from agecompact.pretrained import PRETRAINED, cached_model_path
+
+    cached = cached_model_path(name)
+    if cached.is_file():
+        return load_model(cached)
+    if name in PRETRAINED:
+        raise InputError(f"pretrained model {name!r} is not in the cache; run `agecompact fetch {name}` first")
+    looks_like_path = any(sep in name for sep in ("/", "\\")) or Path(name).suffix
+    if looks_like_path:
+        raise InputError(f"model not found: {name}")
+    raise InputError(f"unknown model {name!r}: not a file, a run folder or a pretrained name "
+                     f"({', '.join(PRETRAINED)})")

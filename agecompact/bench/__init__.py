@@ -1,0 +1,1 @@
+"""Benchmarks behind ``agecompact bench``: sizes, FLOPs, speed and the seed comparison table."""

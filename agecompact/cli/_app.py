@@ -1,0 +1,73 @@
+"""The root Typer app and the error boundary every command goes through."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from agecompact._version import __version__
+from agecompact.errors import AgecompactError, NotAvailableError
+
+F = TypeVar("F", bound=Callable)
+
+app = typer.Typer(
+    name="agecompact",
+    help="Tiny, fast, reproducible face-age estimation: SSR-Net, C3AE and AEC in JAX/Flax.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def fail(message: str, code: int) -> None:
+    """Print one line on stderr and leave with ``code``."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn expected failures into one stderr line and an exit code instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AgecompactError as e:
+            fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except MemoryError:
+            fail("out of memory", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def not_available(command: str, issue: str) -> None:
+    raise NotAvailableError(f"`agecompact {command}` is not available yet ({issue})")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"agecompact {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Show the version and exit.", callback=_version_callback, is_eager=True),
+    ] = False,
+) -> None:
+    """Tiny, fast, reproducible face-age estimation: SSR-Net, C3AE and AEC in JAX/Flax.
+
+    Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 missing or unreadable input, 4 no face found
+    (predict --strict), 130 interrupted.
+    """

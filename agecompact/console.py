@@ -1,0 +1,67 @@
+"""Where output goes: tables and JSON on stdout, progress and logs on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def stdout_console() -> Console:
+    # Built per call so that test runners that swap sys.stdout capture the output.
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def print_json(obj: Any) -> None:
+    """Machine output: one JSON document on stdout, nothing else."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def print_jsonl(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def log(message: str) -> None:
+    err_console.print(message)
+
+
+def make_progress(*, quiet: bool = False, transient: bool = False) -> Progress:
+    """A Rich progress bar on stderr with the columns every long command uses."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=transient,
+    )

@@ -1,0 +1,142 @@
+"""The agecompact model file: one msgpack document holding a metadata header and the weights.
+
+Layout (format version 1)::
+
+    {"format": "agecompact-model", "format_version": 1,
+     "header": {arch, arch_kwargs, input_size, color_order, pixel_range, margin, crops, task, name,
+                dataset, metrics, source, num_params, package_version, created, state_sha256},
+     "state": <bytes: msgpack of the Param + BatchStat tree, float32 arrays>}
+
+The header carries everything needed to rebuild the network and to crop faces exactly as in training.
+The state is kept as an opaque byte string so its checksum detects truncation and corruption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from agecompact._version import __version__
+from agecompact.errors import InputError
+from agecompact.fileio import atomic_write_bytes
+
+FORMAT = "agecompact-model"
+FORMAT_VERSION = 1
+SUFFIX = ".msgpack"
+
+
+@dataclass
+class ModelMeta:
+    """What a model file says about its network and its expected inputs."""
+
+    arch: str
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None  # display name, e.g. "ssrnet-wiki"
+    input_size: int = 64
+    color_order: str = "BGR"
+    pixel_range: tuple[int, int] = (0, 255)
+    margin: float = 0.4  # face-box margin per side used for the training crops
+    crops: str = "single"  # "single" or "context" (C3AE's three crops)
+    task: str = "age"
+    dataset: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    num_params: int | None = None
+    package_version: str = __version__
+    created: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["pixel_range"] = list(self.pixel_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if "pixel_range" in kwargs:
+            kwargs["pixel_range"] = tuple(kwargs["pixel_range"])
+        return cls(**kwargs)
+
+    @classmethod
+    def for_arch(cls, arch: str, **overrides: Any) -> ModelMeta:
+        """Defaults from the registry (margin, crops, task) for a registered architecture."""
+        from agecompact.models.registry import get_spec
+
+        spec = get_spec(arch)
+        base: dict[str, Any] = {"arch": arch, "margin": spec.margin, "crops": spec.crops, "task": spec.task,
+                                "num_params": spec.num_params}
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+
+def _pack_state(state: dict[str, Any]) -> bytes:
+    from flax import serialization
+
+    return serialization.msgpack_serialize(state)
+
+
+def encode(meta: ModelMeta, state: dict[str, Any]) -> bytes:
+    """Serialize a pure-dict state (nested dicts of float32 arrays) and its header."""
+    body = _pack_state(state)
+    header = meta.to_dict()
+    header["created"] = header.get("created") or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    header["package_version"] = __version__
+    header["state_sha256"] = hashlib.sha256(body).hexdigest()
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "header": header, "state": body}
+    return msgpack.packb(doc, use_bin_type=True)
+
+
+def write(path: str | os.PathLike, meta: ModelMeta, state: dict[str, Any]) -> Path:
+    path = Path(path)
+    atomic_write_bytes(path, encode(meta, state))
+    return path
+
+
+def decode(data: bytes, *, origin: str = "model file") -> tuple[ModelMeta, dict[str, Any]]:
+    from flax import serialization
+
+    try:
+        doc = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception:
+        raise InputError(f"{origin}: not an agecompact model file (corrupt or truncated)") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InputError(f"{origin}: not an agecompact model file")
+    version = doc.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InputError(f"{origin}: model file format version {version} is not supported "
+                         f"(this agecompact reads version {FORMAT_VERSION})")
+    header, body = doc.get("header"), doc.get("state")
+    if not isinstance(header, dict) or not isinstance(body, bytes) or "arch" not in header:
+        raise InputError(f"{origin}: model file is missing its header or weights")
+    if hashlib.sha256(body).hexdigest() != header.get("state_sha256"):
+        raise InputError(f"{origin}: weights checksum mismatch (the file is corrupt)")
+    try:
+        state = serialization.msgpack_restore(body)
+    except Exception:
+        raise InputError(f"{origin}: weights could not be decoded (the file is corrupt)") from None
+    return ModelMeta.from_dict(header), state
+
+
+def read(path: str | os.PathLike) -> tuple[ModelMeta, dict[str, Any]]:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"expected a model file, got a folder: {path}") from None
+    except OSError as e:
+        raise InputError(f"cannot read model file {path}: {e.strerror}") from None
+    return decode(data, origin=str(path))
+
+
+def read_header(path: str | os.PathLike) -> ModelMeta:
+    return read(path)[0]
