@@ -1,0 +1,105 @@
+"""Face detectors: YuNet (OpenCV's ``FaceDetectorYN``) when its ONNX file is available, else Haar.
+
+YuNet also gives five landmarks (eyes, nose tip, mouth corners), which C3AE's context crops need.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agecompact.errors import InputError, UsageError
+from agecompact.paths import cache_home
+
+YUNET_FILENAME = "face_detection_yunet_2023mar.onnx"
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[float, float, float, float]  # x, y, w, h in pixels
+    score: float
+    landmarks: np.ndarray | None = None  # (5, 2): right eye, left eye, nose tip, mouth right, mouth left
+
+
+def default_yunet_path() -> Path:
+    """Where ``agecompact fetch yunet`` puts the detector."""
+    return cache_home() / "detectors" / YUNET_FILENAME
+
+
+class YuNetDetector:
+    name = "yunet"
+
+    def __init__(self, model_path: str | os.PathLike, *, score_threshold: float = 0.8,
+                 nms_threshold: float = 0.3):
+        import cv2
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise InputError(f"YuNet model not found: {path} (run `agecompact fetch yunet`)")
+        try:
+            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, 5000)
+        except cv2.error:
+            raise InputError(f"{path}: not a usable YuNet ONNX model") from None
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        h, w = image.shape[:2]
+        self._net.setInputSize((w, h))
+        _, rows = self._net.detect(image)
+        faces = []
+        for r in rows if rows is not None else []:
+            faces.append(Face((float(r[0]), float(r[1]), float(r[2]), float(r[3])), float(r[14]),
+                              np.asarray(r[4:14], np.float32).reshape(5, 2)))
+        return faces
+
+
+class HaarDetector:
+    """OpenCV's bundled frontal-face Haar cascade: no download, weaker than YuNet, no landmarks."""
+
+    name = "haar"
+
+    def __init__(self, *, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24):
+        import cv2
+
+        haar_dir = getattr(getattr(cv2, "data", None), "haarcascades", None)
+        if not haar_dir or not hasattr(cv2, "CascadeClassifier"):
+            raise UsageError("this OpenCV build has no Haar cascades (opencv-python-headless>=4.10,<5 has them)")
+        self._cascade = cv2.CascadeClassifier(os.path.join(haar_dir, "haarcascade_frontalface_default.xml"))
+        self._args = (scale_factor, min_neighbors, (min_size, min_size))
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        import cv2
+
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        scale, neighbors, min_size = self._args
+        boxes = self._cascade.detectMultiScale(gray, scaleFactor=scale, minNeighbors=neighbors, minSize=min_size)
+        return [Face(tuple(float(v) for v in b), 1.0) for b in (boxes if len(boxes) else [])]
+
+
+class WholeImage:
+    """No detection: the whole image is the face (already-cropped inputs such as UTKFace chips)."""
+
+    name = "none"
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        h, w = image.shape[:2]
+        return [Face((0.0, 0.0, float(w), float(h)), 1.0)]
+
+
+def create_detector(kind: str = "auto", *, model_path: str | os.PathLike | None = None,
+                    score_threshold: float = 0.8):
+    """``auto``: YuNet if its model file is given or cached, else Haar. ``yunet``, ``haar``, ``none``."""
+    if kind == "none":
+        return WholeImage()
+    if kind == "haar":
+        return HaarDetector()
+    path = Path(model_path) if model_path else default_yunet_path()
+    if kind == "yunet":
+        return YuNetDetector(path, score_threshold=score_threshold)
+    if kind == "auto":
+        if path.is_file():
+            return YuNetDetector(path, score_threshold=score_threshold)
+        return HaarDetector()
+    raise UsageError(f"unknown detector {kind!r}: choose auto, yunet, haar or none")
