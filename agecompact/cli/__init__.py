@@ -12,6 +12,7 @@ from agecompact.cli import (  # noqa: F401  (registration side effects, in help 
     bench,
     predict,
     export,
+    info,
 )
 from agecompact.cli._app import app
 
