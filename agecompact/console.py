@@ -21,8 +21,10 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def stdout_console() -> Console:
-    # Built per call so that test runners that swap sys.stdout capture the output.
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    # Built per call so that test runners that swap sys.stdout capture the output. Piped output gets
+    # a wide page so tables are not truncated to 80 columns.
+    width = None if sys.stdout.isatty() else 200
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
 
 
 def print_json(obj: Any) -> None:

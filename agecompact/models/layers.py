@@ -94,5 +94,10 @@ def flatten(x: jax.Array) -> jax.Array:
 
 
 def to_float(x: jax.Array) -> jax.Array:
-    """Raw 0..255 pixels as float32: the released models use no normalisation."""
-    return jnp.asarray(x).astype(jnp.float32)
+    """Raw 0..255 pixels as floats (no normalisation, as in the released models).
+
+    Integer images become float32; floating images keep their dtype, so bfloat16 inputs with
+    bfloat16 parameters run the whole network in bfloat16.
+    """
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
