@@ -3,7 +3,7 @@
 Nothing here imports jax: each command imports what it needs when it runs, so ``--help`` stays fast.
 """
 
-from agecompact.cli import (  # noqa: F401  (registration side effects, in help order)
+from agecompact.cli import (  # noqa: F401, I001  (registration side effects, in help order)
     fetch,
     filter,
     preprocess,

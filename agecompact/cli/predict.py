@@ -2,11 +2,179 @@
 
 from __future__ import annotations
 
-from agecompact.cli._app import app, handle_errors, not_available
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agecompact.cli._app import app, handle_errors
+
+SUMMARY_ROWS = 50
 
 
 @app.command()
 @handle_errors
-def predict() -> None:
-    """Estimate the age of every face in images, folders or videos."""
-    not_available("predict", "issue 5")
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Images, folders (searched for images and videos) or videos (.mp4, .avi, ...).",
+        metavar="INPUT", show_default=False)],
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Age model: a model file, a run folder, a Keras .h5 or a pretrained name "
+        "(e.g. ssrnet-wiki after `agecompact fetch ssrnet-wiki`).", show_default=False)],
+    gender_model: Annotated[str | None, typer.Option(
+        "--gender-model", help="Also estimate gender with this SSR-Net gender model.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Write annotated copies here (names mirror the inputs).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON line per face on stdout.")] = False,
+    detector: Annotated[str, typer.Option(
+        help="auto (YuNet if its model is available, else Haar), yunet, haar, or none for "
+        "already-cropped faces.")] = "auto",
+    detector_model: Annotated[Path | None, typer.Option(
+        help="YuNet ONNX file (default: the one `agecompact fetch yunet` stores).")] = None,
+    min_score: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Minimum YuNet detection score.")] = 0.8,
+    margin: Annotated[float | None, typer.Option(
+        min=0.0, help="Override the crop margin stored in the model file (fraction of the box per side).",
+        show_default="from the model")] = None,
+    color_order: Annotated[str | None, typer.Option(
+        help="Override the channel order stored in the model file (BGR or RGB).",
+        show_default="from the model")] = None,
+    every: Annotated[int, typer.Option(min=1, help="Videos: estimate on every Nth frame.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Faces per forward pass.")] = 64,
+    backend: Annotated[str, typer.Option(
+        help="Inference backend: auto (JAX on an accelerator, else onnxruntime if installed, else JAX), "
+        "jax or onnx.")] = "auto",
+    strict: Annotated[bool, typer.Option(
+        help="Fail (exit 3) if any input is unreadable, or (exit 4) if any image has no face.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Search folders recursively.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes on stderr.")] = False,
+) -> None:
+    """Estimate the age of every face in images, folders or videos.
+
+    Faces are cropped the way the model's training crops were made (margin, colour order and input size
+    come from the model file). C3AE context models get [outer, middle, inner] crops built around YuNet's
+    nose landmark; with Haar or --detector none they get the single margin crop three times. Exit codes: 0 done (bad files among good ones are reported on stderr and
+    skipped; images without faces are reported with 0 faces), 2 bad option, 3 model or inputs missing or
+    nothing readable (or any bad input with --strict), 4 an image without a face with --strict.
+    """
+    from agecompact.console import err_console, make_progress, print_jsonl
+    from agecompact.errors import InputError, NoFaceError, UsageError
+    from agecompact.inference import resolve_backend
+    from agecompact.predict.inputs import discover
+
+    if detector not in ("auto", "yunet", "haar", "none"):
+        raise UsageError(f"unknown detector {detector!r}: choose auto, yunet, haar or none")
+    resolve_backend(backend)  # an unknown or unavailable backend fails here, before any work
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+
+    items, problems = discover(inputs, recursive=recursive)
+    if not items:
+        if len(problems) == 1:
+            raise InputError(f"{problems[0].path}: {problems[0].message}")
+        raise InputError(f"nothing to process: {'; '.join(f'{p.path}: {p.message}' for p in problems)}")
+
+    if out is not None:
+        from agecompact.predict.run import output_path
+
+        clash = next((it for it in items if output_path(out, it).resolve() == it.path.resolve()), None)
+        if clash is not None:
+            raise UsageError(f"--out {out} would overwrite the input {clash.path}; choose another folder")
+
+    def note(message: str) -> None:
+        if not quiet:
+            err_console.print(message, markup=False, soft_wrap=True)
+
+    def warn(path, message: str) -> None:
+        text = message if message.startswith(str(path)) else f"{path}: {message}"
+        err_console.print(f"skipped: {text}", markup=False, soft_wrap=True)
+
+    for p in problems:
+        warn(p.path, p.message)
+
+    from agecompact.api import load_model
+    from agecompact.faces.detector import create_detector
+    from agecompact.predict import Predictor, PredictRun
+    from agecompact.predict.run import count_work
+
+    age_model = load_model(model)
+    sex_model = load_model(gender_model) if gender_model else None
+    kind = "yunet" if detector == "auto" and detector_model is not None else detector
+    face_detector = create_detector(kind, model_path=detector_model, score_threshold=min_score)
+    predictor = Predictor(age_model, detector=face_detector, gender_model=sex_model, backend=backend,
+                          batch_size=batch_size, margin=margin, color_order=color_order, min_score=min_score)
+
+    if detector == "auto" and face_detector.name == "haar":
+        note("note: YuNet model not found (run `agecompact fetch yunet` or pass --detector-model); "
+             "using OpenCV's Haar cascade")
+    single = len(items) == 1 and not problems
+    with predictor, make_progress(quiet=quiet, transient=True) as progress:
+        task = progress.add_task("predict", total=count_work(items))
+        run = PredictRun(
+            predictor, out_dir=out, every=every,
+            on_record=print_jsonl if json_out else None,
+            on_problem=None if single else (lambda p: warn(p.path, p.message)),
+            advance=lambda n: progress.advance(task, n),
+        )
+        tally = run(items)
+    problems += tally.problems
+
+    if not tally.outcomes:
+        if len(problems) == 1:
+            raise InputError(problems[0].message if problems[0].message.startswith(str(problems[0].path))
+                             else f"{problems[0].path}: {problems[0].message}")
+        raise InputError(f"none of the {len(problems)} inputs could be processed")
+    failure: Exception | None = None
+    faceless = tally.faceless()
+    if strict and problems:
+        failure = InputError(f"{len(problems)} input(s) could not be processed (--strict)")
+    elif strict and faceless:
+        failure = NoFaceError(f"no face found in {len(faceless)} input(s), e.g. {faceless[0].item.path} (--strict)")
+    if not json_out:
+        _print_summary(tally, predictor, out)
+    elif failure is None:
+        note(_summary_line(tally, predictor))
+    if failure is not None:
+        raise failure
+
+
+def _summary_line(tally, predictor) -> str:
+    parts = [f"{tally.images} image(s)"] if tally.images or not tally.frames else []
+    if tally.frames:
+        parts.append(f"{tally.frames} video frame(s)")
+    text = f"{', '.join(parts)}, {tally.faces} face(s) in {tally.seconds:.1f} s"
+    done = tally.images + tally.frames
+    if tally.seconds > 0 and done:
+        text += f" ({done / tally.seconds:.1f}/s)"
+    text += f"; detector {predictor.detector.name}, backend {predictor.backend}, model {predictor.age.model.name}"
+    if tally.problems:
+        text += f"; {len(tally.problems)} skipped"
+    return text
+
+
+def _print_summary(tally, predictor, out: Path | None) -> None:
+    from rich.table import Table
+
+    from agecompact.console import stdout_console
+
+    table = Table(title=f"ages by {predictor.age.model.name} (margin {predictor.age.crop.margin:g}, "
+                        f"{predictor.age.crop.color_order})")
+    table.add_column("file", overflow="fold")
+    table.add_column("faces", justify="right")
+    table.add_column("age" + (" / gender" if predictor.gender else ""))
+    for outcome in tally.outcomes[:SUMMARY_ROWS]:
+        faces = [f for frame in outcome.faces for f in frame]
+        name = str(outcome.item.path)
+        if outcome.frames is not None:
+            name += f" ({len(outcome.frames)} frames)"
+            ages = f"{min(f.age for f in faces):.0f}–{max(f.age for f in faces):.0f}" if faces else ""
+        else:
+            ages = ", ".join(f"{f.age:.0f}" + (f" {f.gender}" if f.gender else "") for f in faces)
+        table.add_row(name, str(len(faces)), ages)
+    if len(tally.outcomes) > SUMMARY_ROWS:
+        table.add_row(f"… {len(tally.outcomes) - SUMMARY_ROWS} more", "", "")
+    console = stdout_console()
+    console.print(table)
+    console.print(_summary_line(tally, predictor), markup=False)
+    if out is not None:
+        console.print(f"annotated copies in {out}", markup=False)

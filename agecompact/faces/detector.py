@@ -31,6 +31,7 @@ def default_yunet_path() -> Path:
 
 class YuNetDetector:
     name = "yunet"
+    scored = True  # its scores are confidences in [0, 1]
 
     def __init__(self, model_path: str | os.PathLike, *, score_threshold: float = 0.8,
                  nms_threshold: float = 0.3):
@@ -59,6 +60,7 @@ class HaarDetector:
     """OpenCV's bundled frontal-face Haar cascade: no download, weaker than YuNet, no landmarks."""
 
     name = "haar"
+    scored = False  # every detection reports 1.0
 
     def __init__(self, *, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24):
         import cv2
@@ -82,6 +84,7 @@ class WholeImage:
     """No detection: the whole image is the face (already-cropped inputs such as UTKFace chips)."""
 
     name = "none"
+    scored = False
 
     def detect(self, image: np.ndarray) -> list[Face]:
         h, w = image.shape[:2]
