@@ -1,0 +1,127 @@
+"""``preprocess`` for every supported dataset: pick the reader and the per-image processing, then run.
+
+The face margin recorded in the sidecar tells ``predict`` how much context around a detector box the
+training crops had (see ``MARGINS``), so a model trained on these crops is fed the same kind of crop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from agecompact.data import aaf, imdbwiki, megaage, utkface
+from agecompact.data import preprocess as pipeline
+from agecompact.data.locate import filtered_csv_path, npz_path
+from agecompact.data.samples import Samples
+from agecompact.data.transforms import AecCrop, PlainResize
+from agecompact.errors import InputError, UsageError
+
+DATASETS = ("imdb", "wiki", "megaage", "utkface", "aaf")
+METHODS = ("ssrnet", "aec")
+
+# Margin per side (fraction of the face box) that the dataset's own images have around the face, i.e.
+# what ``--method ssrnet`` keeps. IMDB-WIKI crops: the DEX authors' 40%. UTKFace and All-Age-Faces:
+# median of YuNet boxes on the ../shared copies (UTKFace 0.10 horizontally / 0.01 vertically,
+# All-Age-Faces 0.38 / 0.32). MegaAge-Asian: estimated from its CelebA-like 178x218 framing, not measured.
+MARGINS = {"imdb": 0.4, "wiki": 0.4, "utkface": 0.1, "aaf": 0.35, "megaage": 0.4}
+MARGIN_NOTES = {
+    "imdb": "IMDB-WIKI crops carry the DEX 40% margin [unverified upstream]",
+    "wiki": "IMDB-WIKI crops carry the DEX 40% margin [unverified upstream]",
+    "utkface": "median YuNet box margin on UTKFace chips (0.10 x, 0.01 y)",
+    "aaf": "median YuNet box margin on All-Age-Faces (0.38 x, 0.32 y)",
+    "megaage": "estimate for 178x218 aligned faces after the 20-row cut, not measured",
+}
+
+
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise UsageError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+def imdbwiki_samples(db: str, *, root: str | os.PathLike | None, csv: str | os.PathLike | None, method: str,
+                     quiet: bool = False) -> Samples:
+    """The kept rows of the filter CSV; runs ``filter`` first when there is none (and says so)."""
+    from agecompact.console import log
+
+    csv_path = Path(csv) if csv is not None else filtered_csv_path(db)
+    info = _read_json(imdbwiki.filter_sidecar(csv_path))
+    if csv_path.is_file() and root is not None and info is not None:
+        _, wanted_root = imdbwiki.find_mat(db, root)
+        if str(wanted_root.resolve()) != info.get("image_root"):
+            rules = info.get("rules", method)
+            if not quiet:
+                log(f"{csv_path} was made from {info.get('image_root')}; re-running "
+                    f"`agecompact filter --db {db} --rules {rules}` for {wanted_root}")
+            info = imdbwiki.run_filter(db, root=root, rules=rules, min_score=info.get("min_score", 1.0),
+                                       out=csv_path)
+    elif not csv_path.is_file():
+        if csv is not None:
+            raise InputError(f"filter CSV not found: {csv_path}")
+        imdbwiki.find_mat(db, root)  # no metadata at all: say that, not that a filter is about to run
+        if not quiet:
+            log(f"no filter CSV at {csv_path}: running `agecompact filter --db {db} --rules {method}` first")
+        info = imdbwiki.run_filter(db, root=root, rules=method, out=csv_path)
+    if info is not None and info.get("rules") not in (None, method) and not quiet:
+        log(f"note: {csv_path.name} was filtered with the {info.get('rules')} rules; preprocessing it with "
+            f"--method {method}")
+    rows = imdbwiki.read_filtered_csv(csv_path)
+    if root is not None:
+        _, image_root = imdbwiki.find_mat(db, root)
+    elif info is not None and info.get("image_root"):
+        image_root = Path(info["image_root"])
+    else:
+        _, image_root = imdbwiki.find_mat(db, None)
+    ages = rows.age
+    age_labels = "filter CSV: SSR-Net calc_age from dob and photo_taken (birth month >= 7 subtracts 1)"
+    if method == "aec":
+        from_names = [imdbwiki.age_from_filename(p, rule="aec") for p in rows.full_path]
+        ages = np.asarray([a if a is not None else int(c) for a, c in zip(from_names, rows.age, strict=True)])
+        age_labels = "file name, AEC rule (birth month > 7 subtracts 1); filter CSV age where the name does not parse"
+    source = {"labels": age_labels, "filter_csv": str(csv_path),
+              "filter_rules": info.get("rules") if info else None,
+              "mat_sha256": info.get("mat_sha256") if info else None}
+    return Samples(db, image_root, rows.full_path, ages, rows.gender, source=source)
+
+
+def build(db: str, *, root: str | os.PathLike | None = None, method: str = "ssrnet",
+          out: str | os.PathLike | None = None, csv: str | os.PathLike | None = None, workers: int | None = None,
+          restart: bool = False, quiet: bool = False, detector: str = "auto",
+          detector_model: str | os.PathLike | None = None, img_size: int = 64) -> dict:
+    """Preprocess one dataset into ``out`` (default ``data/<db>.npz``); returns the sidecar dictionary."""
+    check_choice(db, DATASETS, "dataset")
+    check_choice(method, METHODS, "method")
+    check_choice(detector, ("auto", "yunet", "haar"), "detector")
+    if csv is not None and db not in imdbwiki.DATABASES:
+        raise UsageError("--csv only applies to --db imdb or --db wiki")
+    if db in imdbwiki.DATABASES:
+        samples = imdbwiki_samples(db, root=root, csv=csv, method=method, quiet=quiet)
+    elif db == "utkface":
+        samples = utkface.list_samples(root)
+    elif db == "aaf":
+        samples = aaf.list_samples(root)
+    else:
+        samples = megaage.list_samples(root)
+    if len(samples) == 0:
+        raise InputError(f"no labelled {db} images found in {samples.root}")
+
+    if method == "aec":
+        transform = AecCrop(img_size, detector, str(detector_model) if detector_model else None)
+        transform.check()
+        margin, note = 0.0, "tight detector box (AEC)"
+    else:
+        transform = PlainResize(img_size, megaage.CROP_ROWS if db == "megaage" else 0)
+        margin, note = MARGINS[db], MARGIN_NOTES[db]
+    out = Path(out) if out is not None else npz_path(db)
+    return pipeline.run(samples, transform, out, img_size=img_size, workers=workers, restart=restart,
+                        quiet=quiet, settings={"margin": margin}, extra={"margin_note": note})
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

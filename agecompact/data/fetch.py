@@ -1,0 +1,98 @@
+"""What ``agecompact fetch NAME`` does for each kind of source (see ``sources.py``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agecompact.data.download import download, extract_tar, sha256_of
+from agecompact.data.sources import Source
+from agecompact.errors import InputError, UsageError
+
+
+def fetch(source: Source, *, dest: str | os.PathLike | None = None, url: str | None = None, force: bool = False,
+          quiet: bool = False, count: int | None = None, seed: int = 0, keep_archive: bool = False) -> dict:
+    """Fetch one source; returns a small report (name, kind, status, path, ...)."""
+    if url is not None and source.kind in ("demo", "manual"):
+        raise UsageError(f"--url does not apply to {source.name!r} ({source.kind})")
+    if count is not None and source.kind != "demo":
+        raise UsageError("--count only applies to `fetch demo`")
+    handler = {"dataset": _dataset, "weights": _weights, "detector": _detector, "demo": _demo,
+               "manual": _manual}[source.kind]
+    return handler(source, dest=dest, url=url, force=force, quiet=quiet, count=count, seed=seed,
+                   keep_archive=keep_archive)
+
+
+def _report(source: Source, status: str, path: Path, **extra) -> dict:
+    return {"name": source.name, "kind": source.kind, "status": status, "path": str(path), **extra}
+
+
+def _dataset(source: Source, *, dest, url, force, quiet, keep_archive, **_) -> dict:
+    root = source.destination(dest)
+    crop = root / f"{source.name}_crop"
+    mat = crop / f"{source.name}.mat"
+    if mat.is_file() and not force:
+        return _report(source, "present", crop)
+    archive = root / (source.filename or f"{source.name}.tar")
+    if not archive.is_file() or force:
+        download(url or source.url, archive, sha256=source.sha256, size=source.size, force=force, quiet=quiet,
+                 label=archive.name)
+    extract_tar(archive, root, quiet=quiet, force=force)
+    if not mat.is_file():
+        raise InputError(f"{archive.name} did not contain {crop.name}/{mat.name}; is it the right archive?")
+    if not keep_archive:
+        archive.unlink()
+    return _report(source, "downloaded", crop, url=url or source.url)
+
+
+def _detector(source: Source, *, dest, url, force, quiet, **_) -> dict:
+    target = source.destination(dest)
+    if target.is_file() and not force and sha256_of(target) == source.sha256:
+        return _report(source, "present", target)
+    download(url or source.url, target, sha256=source.sha256, size=source.size, force=force, quiet=quiet)
+    return _report(source, "downloaded", target, sha256=source.sha256)
+
+
+def _weights(source: Source, *, dest, url, force, quiet, **_) -> dict:
+    """Download the released ``.h5``, verify it, convert it to an agecompact model file in the cache."""
+    from agecompact.pretrained import PRETRAINED, cached_model_path
+
+    model_path = cached_model_path(source.name)
+    if model_path.is_file() and not force:
+        return _report(source, "present", model_path)
+    h5 = source.weights_file(dest)
+    if force or not h5.is_file() or sha256_of(h5) != source.sha256:
+        download(url or source.url, h5, sha256=source.sha256, size=source.size, force=force, quiet=quiet,
+                 label=f"{source.name} ({h5.name})")
+    from agecompact.api import load_model
+
+    info = PRETRAINED[source.name]
+    model = load_model(h5, arch=info.arch)
+    model.meta.name = source.name
+    model.meta.dataset = info.dataset
+    if info.margin is not None:
+        model.meta.margin = info.margin
+    model.meta.source = {**model.meta.source, "type": "keras", "pretrained": source.name, "url": source.url,
+                         "sha256": source.sha256, "licence": info.licence,
+                         **({"mirror": url} if url else {})}
+    model.save(model_path)
+    return _report(source, "downloaded", model_path, weights=str(h5), sha256=source.sha256,
+                   num_params=model.num_params)
+
+
+def _demo(source: Source, *, dest, force, quiet, count, seed, **_) -> dict:
+    from agecompact.console import make_progress
+    from agecompact.data import demo
+
+    target = source.destination(dest)
+    with make_progress(quiet=quiet) as progress:
+        summary = demo.generate(target, count if count is not None else demo.DEFAULT_COUNT, seed, force=force,
+                                progress=progress)
+    return _report(source, "generated" if summary.created else "present", Path(summary.root), count=summary.count,
+                   seed=summary.seed, mat=summary.mat, kinds=summary.kinds)
+
+
+def _manual(source: Source, *, dest, **_) -> dict:
+    target = source.destination(dest)
+    text = (source.instructions or "").format(dest=target)
+    return _report(source, "manual", target, instructions=text, present=target.exists())
