@@ -2,11 +2,104 @@
 
 from __future__ import annotations
 
-from agecompact.cli._app import app, handle_errors, not_available
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agecompact.cli._app import app, handle_errors
+
+FORMATS = ("onnx",)
+VERIFY_TOLERANCE = 1e-3  # years (or gender score); observed differences are ~1e-5
 
 
 @app.command()
 @handle_errors
-def export() -> None:
-    """Export a model to ONNX (for onnxruntime on CPU)."""
-    not_available("export", "issue 6")
+def export(
+    model: Annotated[str, typer.Argument(help="Model file, Keras .h5, run folder or pretrained name.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="Output format: onnx.")] = "onnx",
+    out: Annotated[str | None, typer.Option(
+        "--out", "-o", help="Output file (a folder: <name>.onnx inside it). Default: ./<model name>.onnx.")] = None,
+    input_dtype: Annotated[str, typer.Option(
+        "--input-dtype", help="Pixel type of the graph's input: uint8 or float32 (both BGR 0..255).")] = "uint8",
+    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (13 or newer; default 17).")] = None,
+    verify: Annotated[bool, typer.Option(
+        "--verify/--no-verify", help="Check onnxruntime against JAX on 16 random faces before writing.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+) -> None:
+    """Export a model to ONNX (for onnxruntime on CPU).
+
+    The graph takes BGR NHWC batches of any size, (N, 64, 64, 3), or (N, 3, 64, 64, 3) crops for the C3AE context models, and returns pred (N,) plus the model's stage outputs. The model's metadata (name, arch, margin, colour order, input size, crops, task, version, source) is in metadata_props.
+    """
+    from agecompact.errors import AgecompactError, UsageError
+
+    if format.lower() not in FORMATS:
+        raise UsageError(f"unknown format {format!r}; choose one of: {', '.join(FORMATS)}")
+    from agecompact.export.onnx_export import (
+        DEFAULT_OPSET,
+        build_onnx,
+        check_options,
+        max_differences,
+        sample_inputs,
+        write_onnx,
+    )
+
+    opset = DEFAULT_OPSET if opset is None else opset
+    check_options(input_dtype, opset)  # also fails early when the onnx package is missing
+
+    from agecompact.api import load_model
+    from agecompact.console import log, print_json, stdout_console
+    from agecompact.inference import onnxruntime_available
+
+    age_model = load_model(model)
+    target = Path(out) if out else Path(f"{age_model.name}.onnx")
+    if target.is_dir() or (out and out.endswith(("/", os.sep))):
+        target = target / f"{age_model.name}.onnx"
+    proto = build_onnx(age_model, input_dtype=input_dtype, opset=opset)
+
+    diffs = None
+    if verify and onnxruntime_available():
+        try:
+            diffs = max_differences(age_model, proto, sample_inputs(age_model))
+        except AgecompactError:
+            raise
+        except Exception as e:  # an onnxruntime too old for the opset, typically
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise AgecompactError(f"onnxruntime cannot run the exported graph (opset {opset}): {first} "
+                                  "(nothing written; try a lower --opset or --no-verify)") from None
+        worst = max(diffs.values())
+        if not worst <= VERIFY_TOLERANCE:
+            raise AgecompactError(f"the ONNX graph disagrees with JAX by {worst:.3g} on random faces "
+                                  "(nothing written; --no-verify writes it anyway)")
+    elif verify:
+        log("[yellow]onnxruntime is not installed: the export is not verified[/]")
+    path = write_onnx(proto, target)
+
+    graph = proto.graph
+    result = {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "format": "onnx",
+        "opset": opset,
+        "input": {"name": graph.input[0].name, "dtype": input_dtype,
+                  "shape": [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]},
+        "outputs": {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.output},
+        "metadata": {p.key: p.value for p in proto.metadata_props},
+        "verify_max_abs_diff": diffs,
+    }
+    if json_out:
+        print_json(result)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{age_model.name} → {path}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("size", f"{result['bytes']:,} bytes")
+    table.add_row("input", f"{result['input']['name']}: {input_dtype} {result['input']['shape']} (BGR 0..255)")
+    table.add_row("outputs", ", ".join(result["outputs"]))
+    table.add_row("opset", str(opset))
+    table.add_row("verified", "skipped" if diffs is None else
+                  f"max |onnxruntime − JAX| = {max(diffs.values()):.2g} on 16 random faces")
+    stdout_console().print(table)
