@@ -11,10 +11,9 @@ import subprocess
 import sys
 import time
 
+from _common import timing_stats, write_results
 from rich.console import Console
 from rich.table import Table
-
-from _common import timing_stats, write_results
 
 
 def main() -> None:

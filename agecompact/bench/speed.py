@@ -38,7 +38,7 @@ def forward_speed(arch: str, batch: int, dtype: str, *, runs: int, max_seconds: 
 def train_step_speed(arch: str, batch: int, dtype: str, *, runs: int, max_seconds: float) -> dict[str, Any]:
     """One optimiser step of the training loop's own jitted step (loss, grads, Adam, BN statistics)."""
     from agecompact.bench.timing import time_call
-    from agecompact.training.steps import benchmark_step  # provided by the training package
+    from agecompact.training.steps import benchmark_step
 
     step = benchmark_step(arch, batch, dtype)
     stats = time_call(step, runs=runs, warmup=3, max_seconds=max_seconds)

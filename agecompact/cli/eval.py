@@ -2,11 +2,102 @@
 
 from __future__ import annotations
 
-from agecompact.cli._app import app, handle_errors, not_available
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agecompact.cli._app import app, handle_errors
+
+
+class SplitName(StrEnum):
+    auto = "auto"
+    val = "val"
+    test = "test"
+    train = "train"
+    all = "all"
+
+
+class Backend(StrEnum):
+    auto = "auto"
+    jax = "jax"
+    onnx = "onnx"
 
 
 @app.command("eval")
 @handle_errors
-def eval_() -> None:
-    """Evaluate a model (file, run, Keras .h5 or pretrained name) on a preprocessed dataset."""
-    not_available("eval", "issue 4")
+def eval_(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model file, run folder, Keras .h5 or pretrained "
+                                       "name.", show_default=False)],
+    db: Annotated[str, typer.Option("--db", help="Dataset: a name in data/ or a .npz path.", show_default=False)],
+    split: Annotated[SplitName, typer.Option(case_sensitive=False, help="Rows to evaluate: val (a run's "
+                                             "validation rows), test (split==1), train, all; auto = val for a "
+                                             "run, else test if the dataset has a split, else all.")
+                     ] = SplitName.auto,
+    backend: Annotated[Backend, typer.Option(case_sensitive=False, help="Inference engine.")] = Backend.auto,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 256,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write an error-by-age chart (PNG) here.",
+                                              show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON result to this file.",
+                                             show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Evaluate a model (file, run, Keras .h5 or pretrained name) on a preprocessed dataset.
+
+    A run folder's result is also saved as <run>/eval/<db>-<split>.json (read by `bench table`).
+
+    Examples:
+
+      agecompact eval --model runs/ssrnet-wiki --db wiki
+      agecompact eval --model ssrnet-wiki --db data/utkface.npz --split all --json
+    """
+    from agecompact.console import make_progress, print_json, stdout_console
+    from agecompact.evaluation.evaluate import evaluate
+    from agecompact.fileio import atomic_write_json
+
+    if plot is not None and plot.suffix.lower() != ".png":
+        from agecompact.errors import UsageError
+
+        raise UsageError(f"--plot must name a .png file, got {plot}")
+    with make_progress(quiet=quiet or json_out, transient=True) as progress:
+        result = evaluate(model, db, split=split.value, backend=backend.value, batch_size=batch_size,
+                          progress=progress)
+    summary = result.summary
+    if out is not None:
+        atomic_write_json(out, summary)
+    if plot is not None and summary["task"] == "age":
+        from agecompact.plotting import error_by_age
+
+        error_by_age(result.pred, result.true, plot, title=f"{summary['model']} on {summary['dataset']['name']}")
+    if json_out:
+        print_json(summary)
+        return
+    stdout_console().print(_table(summary))
+
+
+def _table(summary: dict):
+    from rich.table import Table
+
+    m = summary["metrics"]
+    ds = summary["dataset"]
+    t = Table(title=f"{summary['model']} on {ds['name']} ({ds['split']}, {ds['count']} faces, {summary['backend']})")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+
+    def fmt(v, digits=3):
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    if summary["task"] == "gender":
+        t.add_row("MAE (score)", fmt(m["mae"], 4))
+        t.add_row("accuracy", fmt(m["accuracy"]))
+    else:
+        t.add_row("MAE", fmt(m["mae"]))
+        t.add_row("CA(3)", fmt(m["ca3"]))
+        t.add_row("CA(5)", fmt(m["ca5"]))
+        t.add_row("RMSE", fmt(m["rmse"]))
+        for label, d in m["mae_by_decade"].items():
+            t.add_row(f"  MAE age {label}", f"{d['mae']:.3f} (n={d['count']})")
+    t.add_row("count", str(m["count"]))
+    return t

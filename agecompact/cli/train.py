@@ -2,11 +2,181 @@
 
 from __future__ import annotations
 
-from agecompact.cli._app import app, handle_errors, not_available
+import os
+import signal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agecompact.cli._app import app, fail, handle_errors
+
+RUNS_DIR = Path("runs")
+
+
+class ModelName(StrEnum):
+    ssrnet = "ssrnet"
+    ssrnet_gender = "ssrnet_gender"
+    c3ae = "c3ae"
+    c3ae_full = "c3ae_full"
+    c3ae_full_se = "c3ae_full_se"
+    aec = "aec"
+
+
+class Schedule(StrEnum):
+    step = "step"
+    constant = "constant"
+    cosine = "cosine"
+    plateau = "plateau"
+
+
+def _db_label(db: str) -> str:
+    p = Path(db)
+    return p.stem if p.suffix == ".npz" else p.name
+
+
+def _next_free(base: Path) -> Path:
+    """``base`` if it is free (missing or empty), else ``base-2``, ``base-3``, ..."""
+    if not base.exists() or (base.is_dir() and not any(base.iterdir())):
+        return base
+    i = 2
+    while True:
+        cand = base.with_name(f"{base.name}-{i}")
+        if not cand.exists():
+            return cand
+        i += 1
+
+
+def _latest_existing(base: Path) -> Path | None:
+    found = [base] if base.is_dir() else []
+    found += sorted((p for p in base.parent.glob(f"{base.name}-*") if p.name[len(base.name) + 1:].isdigit()),
+                    key=lambda p: int(p.name[len(base.name) + 1:]))
+    return found[-1] if found else None
+
+
+def _init_distributed() -> None:
+    """``jax.distributed.initialize()``: SLURM, Open MPI, Kubernetes and Cloud TPU are detected by JAX;
+    elsewhere set JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID."""
+    import jax
+
+    from agecompact.errors import UsageError
+
+    kwargs = {}
+    try:
+        for env, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+            if os.environ.get(env):
+                kwargs[key] = int(os.environ[env])
+    except ValueError:
+        raise UsageError("JAX_NUM_PROCESSES and JAX_PROCESS_ID must be integers") from None
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts: cross-process all-reduce
+    try:
+        jax.distributed.initialize(**kwargs)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(f"--distributed: jax.distributed.initialize() failed: {e}") from None
 
 
 @app.command()
 @handle_errors
-def train() -> None:
-    """Train SSR-Net, C3AE or AEC on a preprocessed .npz, resumably, into a run folder."""
-    not_available("train", "issue 4")
+def train(
+    db: Annotated[str | None, typer.Option("--db", help="Dataset: a name in data/ (see `preprocess`) or a .npz path.",
+                                           show_default=False)] = None,
+    model: Annotated[ModelName | None, typer.Option(case_sensitive=False, help="Architecture (default: ssrnet).",
+                                                     show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the model's recipe: 90 SSR-Net/AEC, "
+                                                              "160 C3AE).", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default: 128 on imdb, else 50).",
+                                                   show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Initial learning rate (default: 1e-3; C3AE 2e-3).",
+                                             show_default=False)] = None,
+    schedule: Annotated[Schedule | None, typer.Option(case_sensitive=False, help="Learning-rate schedule "
+                                                      "(default: step (x0.1 at 1/3 and 2/3) for SSR-Net/AEC, "
+                                                      "plateau for C3AE).", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for init, split, order, augmentation, dropout "
+                                                  "(default: 0).", show_default=False)] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Random validation share; by default the dataset's "
+                                                            "own split, else 0.2.", show_default=False)] = None,
+    augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="SSR-Net augmentation "
+                                                 "(default: on).", show_default=False)] = None,
+    init_from: Annotated[str | None, typer.Option(help="Start from these weights (model file, run folder or "
+                                                       "pretrained name), e.g. IMDB -> WIKI.",
+                                                  show_default=False)] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="Compute dtype: float32 (default) or bfloat16 "
+                                              "(mixed precision, for GPUs).", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest "
+                                         "checkpoint.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<model>-<db>, numbered if taken).",
+                                             show_default=False)] = None,
+    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Reuse --out even if it holds a run (starts it "
+                                           "over).")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="JSON or TOML file of options (keys as in "
+                                                "config.json); command-line options win.",
+                                                show_default=False)] = None,
+    distributed: Annotated[bool, typer.Option("--distributed", help="Multi-host: call jax.distributed.initialize() "
+                                              "first (cluster settings from the environment); run the same "
+                                              "command on every host.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-epoch lines.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON on stdout.")] = False,
+) -> None:
+    """Train SSR-Net, C3AE or AEC on a preprocessed .npz, resumably, into a run folder.
+
+    Examples:
+
+      agecompact train --db wiki --model ssrnet
+      agecompact train --db data/utkface.npz --epochs 15 --out runs/utk
+      agecompact train --resume --out runs/utk
+    """
+    from agecompact.console import err_console, print_json
+    from agecompact.errors import UsageError
+    from agecompact.training.config import build_config
+    from agecompact.training.loop import load_run_config, train_and_evaluate
+
+    def log(message: str) -> None:
+        err_console.print(message, soft_wrap=True)
+
+    if distributed:
+        _init_distributed()
+    overrides = {"db": db, "model": model.value if model else None, "epochs": epochs, "batch_size": batch_size,
+                 "lr": lr, "schedule": schedule.value if schedule else None, "seed": seed,
+                 "val_fraction": val_fraction, "augment": augment, "init_from": init_from, "compute_dtype": dtype}
+    cfg = build_config(config, **overrides)
+    if resume:
+        if out is None:
+            if not cfg.db:
+                raise UsageError("--resume needs --out RUN_FOLDER (or --db/--model to find runs/<model>-<db>)")
+            out = _latest_existing(RUNS_DIR / f"{cfg.model}-{_db_label(cfg.db)}")
+            if out is None:
+                raise UsageError("no run to resume; pass --out RUN_FOLDER")
+        workdir = out
+        load_run_config(workdir)  # fails early with one line when it is not a run folder
+        fixed = [k for k, v in overrides.items() if v is not None and k not in ("epochs", "lr")]
+        if fixed:
+            log(f"[yellow]--resume keeps the run's settings; ignoring {', '.join('--' + k.replace('_', '-') for k in fixed)}")
+    else:
+        if not cfg.db:
+            raise UsageError("missing --db (a dataset name in data/ or a .npz path)")
+        base = out if out is not None else RUNS_DIR / f"{cfg.model}-{_db_label(cfg.db)}"
+        workdir = base if exist_ok else _next_free(base)
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _terminate(signum, frame):  # a kill leaves a resumable run, like Ctrl-C
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (e.g. some test runners): keep the default
+        previous = None
+    try:
+        summary = train_and_evaluate(cfg, workdir, resume=resume, quiet=quiet,
+                                     log=None if quiet else log)
+    except KeyboardInterrupt:
+        fail(f"interrupted; the run is resumable: agecompact train --resume --out {workdir}", 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if json_out:
+        print_json(summary)
+    elif not quiet and summary["best_val_mae"] is not None:
+        log(f"run folder: {summary['run']}  best val MAE {summary['best_val_mae']:.3f} "
+            f"(epoch {summary['best_epoch'] + 1})")

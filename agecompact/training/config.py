@@ -1,0 +1,183 @@
+"""Training configuration: one dataclass, the published recipes as defaults, files + CLI overrides.
+
+Resolution order (later wins): the model's published recipe (``RECIPES``), a ``--config`` file (JSON or
+TOML, keys = field names), then explicit command-line options. ``resolve`` fills every ``None`` so the
+``config.json`` written into a run folder is complete and re-runnable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agecompact.errors import InputError, UsageError
+
+SCHEDULES = ("step", "constant", "cosine", "plateau")
+SHEAR_UNITS = ("radians", "degrees")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run; ``None`` means "the model's published recipe"."""
+
+    db: str = ""
+    model: str = "ssrnet"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    schedule: str | None = None  # step | constant | cosine | plateau
+    decay_epochs: list[int] | None = None  # step schedule: epochs (0-based) at which lr *= decay_factor
+    decay_factor: float = 0.1
+    plateau_patience: int = 10  # plateau schedule: epochs without val-MAE improvement before decaying
+    min_lr: float = 1e-5  # plateau schedule floor
+    adam_eps: float | None = None
+    clip_norm: float | None = None  # optional global-norm gradient clipping (off in the recipes)
+    seed: int = 0
+    val_fraction: float | None = None  # None: the dataset's own split if it has one, else 0.2
+    augment: bool = True
+    shear_units: str | None = None  # SSR-Net's Keras helper: radians; AEC's keras_preprocessing: degrees
+    kl_weight: float = 10.0  # C3AE: alpha in alpha * KL(two-point || softmax) + L1
+    init_from: str | None = None  # model file, run folder or pretrained name to start from
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    # BatchNorm running averages use momentum min(0.99, (1 + t) / (10 + t)) at step t (TensorFlow's
+    # num_updates schedule) instead of a flat 0.99: identical from step 890 on, but unbiased early, so a
+    # short run evaluates sensibly. Training itself always uses batch statistics and is unaffected.
+    bn_momentum_warmup: bool = True
+    # C3AE from scratch: W2 (Dense 12 -> 1) starts as the bin anchors 0, 10, ..., 110 (the expectation
+    # read-out) instead of glorot noise, which Adam at lr 2e-3 needs ~10^5 steps to scale up to ages.
+    c3ae_anchor_init: bool = True
+    # "bfloat16": mixed precision (bf16 forward/backward, float32 weights, optimiser state and loss); for
+    # GPUs, where it roughly halves memory traffic. CPUs gain nothing from it.
+    compute_dtype: str = "float32"
+    eval_batch_size: int = 256
+    prefetch: int = 2  # batches prepared ahead by the background thread
+    keep_best: int = 1  # orbax: best-by-val-MAE checkpoints kept (the latest is always kept too)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        norm = {str(k).replace("-", "_"): v for k, v in d.items()}
+        unknown = sorted(set(norm) - known)
+        if unknown:
+            raise UsageError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**norm)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A model family's published training settings (see the spec: §1.6, §3.5, §4.6)."""
+
+    epochs: int
+    lr: float
+    schedule: str
+    adam_eps: float
+    batch_imdb: int
+    batch_other: int
+    shear_units: str
+    note: str
+
+
+# SSR-Net: Keras Adam() defaults (lr 1e-3, eps 1e-8, Keras 2.0), L1, x0.1 at epochs 30 and 60 of 90,
+# batch 128 on IMDB and 50 elsewhere. AEC: the same callback and batches, Keras 2.3 Adam (eps 1e-7).
+# C3AE: Adam lr 0.002, batch 50; the 2019 C3 build ran 160 epochs with ReduceLROnPlateau (x0.1, patience
+# 10, floor 1e-5), which is the choice made here (TP used 100 epochs, C3's HEAD 250 without decay).
+RECIPES: dict[str, Recipe] = {
+    "ssrnet": Recipe(90, 1e-3, "step", 1e-8, 128, 50, "radians", "SSR-Net code: Adam 1e-3, x0.1 @30,60"),
+    "aec": Recipe(90, 1e-3, "step", 1e-7, 128, 50, "degrees", "AEC: as SSR-Net, Keras 2.3 Adam eps"),
+    "c3ae": Recipe(160, 2e-3, "plateau", 1e-7, 50, 50, "radians", "C3AE (C3 2019): Adam 2e-3, plateau x0.1"),
+}
+
+
+def recipe_for(model: str) -> Recipe:
+    from agecompact.models.registry import get_spec
+
+    return RECIPES[get_spec(model).family]
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Options from a ``.json`` or ``.toml`` file (a ``[train]`` table is also accepted in TOML)."""
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"config file not found: {p}") from None
+    except OSError as e:
+        raise InputError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        if p.suffix.lower() == ".toml":
+            data = tomllib.loads(text.decode("utf-8"))
+            data = data.get("train", data)
+        else:
+            data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"config file {p} is not valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'}: "
+                         f"{e}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"config file {p} must hold a table/object of options")
+    return data
+
+
+def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """File values, then non-None keyword overrides; unknown keys are a usage error."""
+    base: dict[str, Any] = load_config_file(file) if file else {}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(base)
+
+
+def resolve(cfg: TrainConfig, *, db_name: str | None = None) -> TrainConfig:
+    """Fill the recipe defaults and validate; returns a new, complete config."""
+    from agecompact.models.registry import get_spec
+
+    spec = get_spec(cfg.model)
+    r = RECIPES[spec.family]
+    out = dataclasses.replace(cfg)
+    if out.epochs is None:
+        out.epochs = r.epochs
+    if out.batch_size is None:
+        out.batch_size = r.batch_imdb if (db_name or "").lower() == "imdb" else r.batch_other
+    if out.lr is None:
+        out.lr = r.lr
+    if out.schedule is None:
+        out.schedule = r.schedule
+    if out.adam_eps is None:
+        out.adam_eps = r.adam_eps
+    if out.shear_units is None:
+        out.shear_units = r.shear_units
+    if out.decay_epochs is None and out.schedule == "step":
+        # The recipes decay at 1/3 and 2/3 of the run: epochs 30 and 60 of 90.
+        out.decay_epochs = sorted({round(out.epochs / 3), round(2 * out.epochs / 3)})
+    _validate(out)
+    return out
+
+
+def _validate(c: TrainConfig) -> None:
+    if not c.db:
+        raise UsageError("no dataset given (--db NAME or PATH.npz)")
+    if c.epochs is None or c.epochs < 1:
+        raise UsageError("--epochs must be >= 1")
+    if c.batch_size is None or c.batch_size < 1:
+        raise UsageError("--batch-size must be >= 1")
+    if c.lr is None or not c.lr > 0:
+        raise UsageError("--lr must be > 0")
+    if c.schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {c.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    if c.shear_units not in SHEAR_UNITS:
+        raise UsageError(f"shear_units must be one of: {', '.join(SHEAR_UNITS)}")
+    if c.compute_dtype not in COMPUTE_DTYPES:
+        raise UsageError(f"unknown compute dtype {c.compute_dtype!r}; choose one of: {', '.join(COMPUTE_DTYPES)}")
+    if c.val_fraction is not None and not 0.0 < c.val_fraction < 1.0:
+        raise UsageError("--val-fraction must be between 0 and 1 (exclusive)")
+    if c.decay_epochs is not None and any(int(e) < 0 for e in c.decay_epochs):
+        raise UsageError("decay epochs must be >= 0")
+    if c.eval_batch_size < 1 or c.prefetch < 0 or c.keep_best < 1:
+        raise UsageError("eval_batch_size and keep_best must be >= 1, prefetch >= 0")
+    if not isinstance(c.arch_kwargs, dict):
+        raise UsageError("arch_kwargs must be a table/object")

@@ -1,0 +1,256 @@
+"""Datasets for training: the uint8 ``.npz`` in RAM, a seeded split, and a prefetching batch stream.
+
+Images stay uint8 on the host (a float copy of IMDB would need ~10 GB); the train step casts on device.
+Batch order and augmentation are pure functions of ``(seed, epoch, step)``, so a resumed run sees
+exactly the batches an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agecompact.errors import InputError, UsageError
+
+DEFAULT_VAL_FRACTION = 0.2
+SPLIT_TRAIN, SPLIT_TEST = 0, 1
+
+
+@dataclass
+class Dataset:
+    """A preprocessed dataset: ``images`` uint8 (N, S, S, 3) BGR (or (N, 3, S, S, 3) context crops)."""
+
+    path: Path
+    name: str  # dataset name, e.g. "wiki" (the sidecar's "db", else the file stem)
+    images: np.ndarray
+    age: np.ndarray  # float32 (N,)
+    gender: np.ndarray | None  # int (N,): 1 male, 0 female, -1 unknown
+    split: np.ndarray | None  # uint8 (N,): 0 train, 1 test/val, when the dataset has an official split
+    sidecar: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.age)
+
+    @property
+    def margin(self) -> float | None:
+        m = self.sidecar.get("margin")
+        return float(m) if isinstance(m, int | float) else None
+
+
+def load_npz(path: str | Path, *, name: str | None = None) -> Dataset:
+    """Read and check a preprocessed ``.npz``; any problem is one ``InputError`` line."""
+    from agecompact.data.locate import sidecar_path
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            missing = {"image", "age"} - keys
+            if missing:
+                raise InputError(f"{path}: not a preprocessed dataset (missing {', '.join(sorted(missing))})")
+            images = z["image"]
+            age = z["age"]
+            gender = z["gender"] if "gender" in keys else None
+            split = z["split"] if "split" in keys else None
+    except FileNotFoundError:
+        raise InputError(f"dataset file not found: {path}") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path}: cannot read dataset ({e})") from None
+    n = len(age)
+    if images.dtype != np.uint8:
+        raise InputError(f"{path}: 'image' must be uint8, got {images.dtype}")
+    shape_ok = (images.ndim == 4 and images.shape[3] == 3 and images.shape[1] == images.shape[2]) or (
+        images.ndim == 5 and images.shape[1] == 3 and images.shape[4] == 3)
+    if not shape_ok or len(images) != n:
+        raise InputError(f"{path}: 'image' has shape {images.shape}, expected (N, S, S, 3) with N = {n}")
+    age = np.asarray(age, np.float32).reshape(-1)
+    if n and not np.all(np.isfinite(age)):
+        raise InputError(f"{path}: 'age' contains NaN or infinite values")
+    if gender is not None and len(gender) != n:
+        raise InputError(f"{path}: 'gender' has {len(gender)} rows, expected {n}")
+    if split is not None and len(split) != n:
+        raise InputError(f"{path}: 'split' has {len(split)} rows, expected {n}")
+    sidecar: dict[str, Any] = {}
+    sc = sidecar_path(path)
+    if sc.is_file():
+        try:
+            sidecar = json.loads(sc.read_text())
+        except (ValueError, OSError):
+            sidecar = {}
+    db = name or sidecar.get("db") or path.stem
+    return Dataset(path=path, name=str(db), images=images, age=age,
+                   gender=None if gender is None else np.asarray(gender).astype(np.int64).reshape(-1),
+                   split=None if split is None else np.asarray(split).astype(np.uint8).reshape(-1),
+                   sidecar=sidecar)
+
+
+def indices_sha256(idx: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).hexdigest()
+
+
+@dataclass
+class Split:
+    train: np.ndarray  # int64 indices, sorted
+    val: np.ndarray
+    method: str  # "dataset" (the npz's split column) or "random"
+    seed: int
+    val_fraction: float | None
+
+    def to_json(self, ds: Dataset) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "dataset": {"name": ds.name, "path": str(ds.path.resolve()), "count": len(ds)},
+            "n_train": int(len(self.train)),
+            "n_val": int(len(self.val)),
+            "train_sha256": indices_sha256(self.train),
+            "val_sha256": indices_sha256(self.val),
+            "val_indices": self.val.tolist(),
+        }
+
+
+def make_split(ds: Dataset, *, seed: int, val_fraction: float | None, keep: np.ndarray | None = None) -> Split:
+    """The dataset's own split when it has one (and no fraction is forced), else a seeded random split.
+
+    ``keep`` (bool mask) drops rows before splitting, e.g. unknown genders for a gender model.
+    """
+    n = len(ds)
+    rows = np.arange(n) if keep is None else np.flatnonzero(keep)
+    if ds.split is not None and val_fraction is None:
+        train = rows[ds.split[rows] == SPLIT_TRAIN]
+        val = rows[ds.split[rows] != SPLIT_TRAIN]
+        out = Split(np.sort(train), np.sort(val), "dataset", seed, None)
+    else:
+        frac = DEFAULT_VAL_FRACTION if val_fraction is None else float(val_fraction)
+        perm = rows[np.random.default_rng(seed).permutation(len(rows))]
+        n_val = int(round(len(rows) * frac))
+        out = Split(np.sort(perm[n_val:]), np.sort(perm[:n_val]), "random", seed, frac)
+    if len(out.train) == 0 or len(out.val) == 0:
+        raise InputError(f"{ds.path}: the split leaves {len(out.train)} training and {len(out.val)} validation "
+                         "images; need at least one of each")
+    return out
+
+
+def check_split(saved: dict[str, Any], split: Split) -> None:
+    """On resume, the recomputed split must be the saved one (same data, same seed)."""
+    if saved.get("train_sha256") != indices_sha256(split.train) or saved.get("val_sha256") != indices_sha256(split.val):
+        raise UsageError("the dataset or seed differs from the run being resumed (split.json does not match)")
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    steps = n_train // batch_size
+    if steps < 1:
+        raise UsageError(f"batch size {batch_size} is larger than the training set ({n_train} images); "
+                         "lower --batch-size")
+    return steps
+
+
+def epoch_order(train: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """This epoch's shuffled training indices: a pure function of (seed, epoch)."""
+    return train[np.random.default_rng([seed, epoch, 0]).permutation(len(train))]
+
+
+def batch_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
+    """The generator behind one batch's augmentation draws."""
+    return np.random.default_rng([seed, epoch, 1, step])
+
+
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def train_batches(ds: Dataset, targets: dict[str, np.ndarray], train: np.ndarray, *, batch_size: int, seed: int,
+                  epoch: int, start_step: int = 0, augment: Transform | None = None
+                  ) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
+    """(step, uint8 images, targets) for one epoch, remainder dropped so shapes never change."""
+    order = epoch_order(train, seed, epoch)
+    for step in range(start_step, steps_per_epoch(len(train), batch_size)):
+        idx = np.sort(order[step * batch_size:(step + 1) * batch_size])  # sorted: faster gather
+        images = ds.images[idx]
+        if augment is not None:
+            images = augment(images, batch_rng(seed, epoch, step))
+        yield step, images, {k: v[idx] for k, v in targets.items()}
+
+
+def eval_batches(images: np.ndarray, idx: np.ndarray, batch_size: int
+                 ) -> Iterator[tuple[np.ndarray, int]]:
+    """Fixed-size batches (the tail padded with copies of the first row) and the count of real rows."""
+    for start in range(0, len(idx), batch_size):
+        part = idx[start:start + batch_size]
+        n = len(part)
+        if n < batch_size:
+            part = np.concatenate([part, np.full(batch_size - n, part[0], part.dtype)])
+        yield images[part], n
+
+
+_END = object()
+
+
+class Prefetcher:
+    """Runs an iterator (gather + augmentation + device transfer) on a background thread, ``depth`` ahead.
+
+    Exceptions in the worker are re-raised in the consumer; ``close`` stops the worker early.
+    """
+
+    def __init__(self, it: Iterator[Any], depth: int = 2, transfer: Callable[[Any], Any] | None = None):
+        self._q: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+        self._stop = threading.Event()
+        self._transfer = transfer
+        self._thread = threading.Thread(target=self._run, args=(it,), daemon=True, name="agecompact-prefetch")
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, it: Iterator[Any]) -> None:
+        try:
+            for item in it:
+                if self._stop.is_set():
+                    return
+                if self._transfer is not None:
+                    item = self._transfer(item)
+                if not self._put(item):
+                    return
+        except BaseException as e:  # handed to the consumer, re-raised there
+            self._put(("__error__", e))
+            return
+        self._put(_END)
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self._q.get()
+            if item is _END:
+                return
+            if isinstance(item, tuple) and len(item) == 2 and item[0] == "__error__":
+                raise item[1]
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,533 @@
+"""``train_and_evaluate(config, workdir)``: the training loop behind ``agecompact train``.
+
+A run folder holds::
+
+    config.json     the resolved configuration (re-runnable with --config)
+    env.json        package versions and devices
+    split.json      how the data was split (method, seed, counts, index hashes, validation indices)
+    metrics.jsonl   one JSON line per epoch; metrics.csv the same as a table
+    checkpoints/    orbax: the latest epoch (resume) and the best by validation MAE
+    best.msgpack    model file of the best epoch; last.msgpack the latest epoch
+    curves.png      training curves, written at the end
+
+Everything random derives from ``config.seed``: the initial weights, the split, each epoch's batch
+order, each batch's augmentation and each step's dropout key, so resuming from a checkpoint reproduces
+the uninterrupted run exactly (on the same machine and device count).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agecompact.errors import AgecompactError, InputError, UsageError
+from agecompact.fileio import atomic_write_json, atomic_write_text
+from agecompact.training.config import TrainConfig, resolve
+
+CONFIG, ENV, SPLIT, METRICS, METRICS_CSV = "config.json", "env.json", "split.json", "metrics.jsonl", "metrics.csv"
+CHECKPOINTS, BEST, LAST, CURVES = "checkpoints", "best.msgpack", "last.msgpack", "curves.png"
+CSV_FIELDS = ("epoch", "step", "lr", "train_loss", "train_mae", "val_mae", "val_ca3", "val_ca5", "val_rmse",
+              "val_accuracy", "epoch_seconds", "images_per_second")
+# What --resume may change; anything else would make the resumed run a different run.
+RESUMABLE_OVERRIDES = ("epochs", "lr", "clip_norm")
+
+
+class TrainingDiverged(AgecompactError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    step: int
+    lr: float
+    train_loss: float
+    train_mae: float
+    val_mae: float
+    val_ca3: float | None
+    val_ca5: float | None
+    val_rmse: float | None
+    val_accuracy: float | None
+    epoch_seconds: float
+    images_per_second: float
+    terms: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# learning-rate schedules (host side: the step takes the rate as an argument)
+# --------------------------------------------------------------------------------------------------
+def lr_at(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps: int, plateau_scale: float) -> float:
+    if cfg.schedule == "step":
+        drops = sum(1 for e in cfg.decay_epochs or () if epoch >= int(e))
+        return cfg.lr * cfg.decay_factor ** drops
+    if cfg.schedule == "cosine":
+        t = (epoch * steps + step_in_epoch) / max(cfg.epochs * steps, 1)
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * t))
+    if cfg.schedule == "plateau":
+        return cfg.lr * plateau_scale
+    return cfg.lr
+
+
+def update_plateau(cfg: TrainConfig, state: dict[str, Any], val_mae: float) -> dict[str, Any]:
+    """Keras ReduceLROnPlateau on validation MAE: x decay_factor after ``plateau_patience`` flat epochs."""
+    state = dict(state)
+    if val_mae < state["best"] - 1e-4:
+        state["best"], state["wait"] = val_mae, 0
+        return state
+    state["wait"] += 1
+    if state["wait"] >= cfg.plateau_patience:
+        state["scale"] = max(state["scale"] * cfg.decay_factor, cfg.min_lr / cfg.lr)
+        state["wait"] = 0
+    return state
+
+
+# --------------------------------------------------------------------------------------------------
+# run folder helpers
+# --------------------------------------------------------------------------------------------------
+def read_records(workdir: Path) -> list[dict[str, Any]]:
+    path = workdir / METRICS
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break  # a torn last line from a kill: ignore it
+    return out
+
+
+def _write_records(workdir: Path, records: list[dict[str, Any]]) -> None:
+    atomic_write_text(workdir / METRICS, "".join(json.dumps(r) + "\n" for r in records))
+    rows = [",".join(CSV_FIELDS)]
+    for r in records:
+        rows.append(",".join("" if r.get(k) is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else str(r[k]))
+                             for k in CSV_FIELDS))
+    atomic_write_text(workdir / METRICS_CSV, "\n".join(rows) + "\n")
+
+
+def clear_run(workdir: Path) -> None:
+    """Remove what a previous run wrote into this folder (only our own files)."""
+    for name in (CONFIG, ENV, SPLIT, METRICS, METRICS_CSV, BEST, LAST, CURVES):
+        (workdir / name).unlink(missing_ok=True)
+    shutil.rmtree(workdir / CHECKPOINTS, ignore_errors=True)
+
+
+def load_run_config(workdir: Path) -> TrainConfig:
+    path = workdir / CONFIG
+    if not path.is_file():
+        raise InputError(f"{workdir}: not a run folder (no {CONFIG}); nothing to resume")
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except ValueError as e:
+        raise InputError(f"{path}: unreadable run configuration ({e})") from None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop
+# --------------------------------------------------------------------------------------------------
+def _targets(cfg: TrainConfig, ds, task: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Training targets and the rows usable for them (gender models need a known gender)."""
+    if task == "gender":
+        if ds.gender is None:
+            raise InputError(f"{ds.path}: a gender model needs a 'gender' column")
+        keep = (ds.gender == 0) | (ds.gender == 1)
+        return {"y": ds.gender.astype(np.float32)}, keep
+    return {"y": ds.age.astype(np.float32)}, None
+
+
+def _init_model(cfg: TrainConfig):
+    from flax import nnx
+
+    from agecompact.models.registry import create_model, get_spec
+
+    try:
+        model = create_model(cfg.model, seed=cfg.seed, **cfg.arch_kwargs)
+    except TypeError as e:
+        raise UsageError(f"bad arch_kwargs for {cfg.model}: {e}") from None
+    if cfg.init_from:
+        import jax
+
+        from agecompact.api import load_model
+
+        src = load_model(cfg.init_from)
+        filt = nnx.Any(nnx.Param, nnx.BatchStat)
+        want, have = nnx.state(model, filt), nnx.state(src.module, filt)
+        same = jax.tree.structure(want) == jax.tree.structure(have) and all(
+            a.shape == b.shape for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(have), strict=True))
+        if not same:
+            raise UsageError(f"--init-from {cfg.init_from}: its weights ({src.arch}) do not fit {cfg.model}")
+        nnx.update(model, have)
+    elif cfg.c3ae_anchor_init and get_spec(cfg.model).family == "c3ae":
+        from agecompact.models.c3ae import BIN_WIDTH, NUM_BINS
+
+        model.pred.kernel[...] = (BIN_WIDTH * np.arange(NUM_BINS, dtype=np.float32))[:, None]
+        model.pred.bias[...] = np.zeros((1,), np.float32)
+    return model
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, resume: bool = False, quiet: bool = True,
+                       on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+                       log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train ``config`` into ``workdir`` (fresh, or continuing its latest checkpoint); returns a summary.
+
+    ``on_epoch_end(epoch, record)`` runs after each epoch is saved (tests use it to interrupt a run).
+    Raises ``TrainingDiverged`` on a non-finite loss and lets ``KeyboardInterrupt`` through after the
+    in-flight checkpoint is finalised, so the folder is always resumable.
+    """
+    trainer = Trainer(config, workdir, resume=resume, log=log)
+    return trainer.run(quiet=quiet, on_epoch_end=on_epoch_end)
+
+
+class _EpochSums:
+    """Host-side sums of one epoch's step metrics."""
+
+    def __init__(self) -> None:
+        self.loss = 0.0
+        self.abs_err = 0.0
+        self.terms: dict[str, float] = {}
+        self.steps = 0
+
+    def add(self, m: dict[str, Any]) -> None:
+        self.loss += float(m["loss"])
+        self.abs_err += float(m["abs_err_sum"])
+        for k, v in m.items():
+            if k not in ("loss", "abs_err_sum", "finite"):
+                self.terms[k] = self.terms.get(k, 0.0) + float(v)
+        self.steps += 1
+
+
+class Trainer:
+    """One run: data, model, compiled steps, checkpoints and the epoch loop (see ``train_and_evaluate``)."""
+
+    def __init__(self, config: TrainConfig, workdir: str | Path, *, resume: bool = False,
+                 log: Callable[[str], None] | None = None):
+        import jax
+        from flax import nnx
+
+        from agecompact.models.registry import get_spec
+        from agecompact.training import steps as S
+        from agecompact.training.augment import make_augmenter
+        from agecompact.training.data import check_split, load_npz, make_split, steps_per_epoch
+        from agecompact.training.losses import loss_for
+
+        self.say = log or (lambda _msg: None)
+        self.workdir = workdir = Path(workdir).absolute()
+        self.resume = resume
+        self.changed: dict[str, Any] = {}
+        if resume:
+            saved = load_run_config(workdir)
+            self.changed = {k: getattr(config, k) for k in RESUMABLE_OVERRIDES
+                            if getattr(config, k) is not None and getattr(config, k) != getattr(saved, k)}
+            config = dataclasses.replace(saved, **self.changed)
+        elif (workdir / CHECKPOINTS).exists() or (workdir / METRICS).exists():
+            clear_run(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+
+        resolve(config)  # bad option values fail before any data is read
+        self.ds = ds = load_npz(self._dataset_path(config.db))
+        self.cfg = cfg = resolve(config, db_name=ds.name)
+        self.spec = spec = get_spec(cfg.model)
+        if ds.images.ndim == 5 and spec.crops != "context":
+            raise InputError(f"{ds.path} holds context crops (N, 3, S, S, 3); {cfg.model} takes single crops")
+        if ds.images.shape[-2] != 64:
+            raise InputError(f"{ds.path}: images are {ds.images.shape[-2]} px; the models take 64x64")
+        self.targets, keep = _targets(cfg, ds, spec.task)
+        self.split = split = make_split(ds, seed=cfg.seed, val_fraction=cfg.val_fraction, keep=keep)
+        if resume and (workdir / SPLIT).is_file():
+            check_split(json.loads((workdir / SPLIT).read_text()), split)
+
+        self.par = par = S.make_parallel()
+        par.check_batch(cfg.batch_size)
+        self.eval_bs = -(-cfg.eval_batch_size // par.num_devices) * par.num_devices
+        self.spe = steps_per_epoch(len(split.train), cfg.batch_size)
+        self.is_main = jax.process_index() == 0
+
+        model = _init_model(cfg)
+        model.train()
+        with S.bn_momentum_zero(model) if cfg.bn_momentum_warmup else contextlib.nullcontext() as momentum:
+            self.graphdef, params, stats = S.split_model(model)
+        model.eval()
+        self.graphdef_eval = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
+        tx = S.make_optimizer(cfg.adam_eps, cfg.clip_norm)
+        self.state = par.replicate(S.init_state(params, stats, tx))
+        self._train_step = S.make_train_step(self.graphdef, loss_for(cfg.model, kl_weight=cfg.kl_weight), tx, par,
+                                             bn_momentum=momentum, compute_dtype=cfg.compute_dtype)
+        self._predict = S.make_eval_step(self.graphdef_eval, par)
+        self.key_data = par.replicate(S.seed_key_data(cfg.seed))
+        self.augment = make_augmenter(cfg.shear_units) if cfg.augment else None
+        self.margin = ds.margin if ds.margin is not None else spec.margin
+
+        # loop state (restored on resume)
+        self.start_epoch = 0
+        self.global_step = 0
+        self.best: dict[str, Any] = {"val_mae": math.inf, "epoch": None}
+        self.plateau: dict[str, Any] = {"best": math.inf, "wait": 0, "scale": 1.0}
+        self.records: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------------------------------------
+    def _dataset_path(self, db: str) -> Path:
+        """``db`` resolved; a resumed run falls back to the absolute path its split.json recorded (the
+        name or relative path it was started with may not resolve from another folder)."""
+        from agecompact.data.locate import resolve_npz
+
+        try:
+            return resolve_npz(db)
+        except InputError:
+            recorded = None
+            if self.resume and (self.workdir / SPLIT).is_file():
+                recorded = json.loads((self.workdir / SPLIT).read_text()).get("dataset", {}).get("path")
+            if recorded and Path(recorded).is_file():
+                return Path(recorded)
+            raise
+
+    def _write_run_files(self) -> None:
+        import jax
+
+        from agecompact.envinfo import device_info, package_versions
+
+        if not self.is_main:
+            return
+        if not self.resume or self.changed:  # a resume with new epochs/lr records them
+            atomic_write_json(self.workdir / CONFIG, self.cfg.to_dict())
+        if not self.resume:
+            atomic_write_json(self.workdir / SPLIT, self.split.to_json(self.ds))
+        atomic_write_json(self.workdir / ENV, {"created": _now(), "packages": package_versions(),
+                                               "devices": device_info(), "process_count": jax.process_count()})
+
+    def _restore(self, ckpts) -> None:
+        latest = ckpts.latest_step()
+        if latest is not None:
+            self.state, loop = ckpts.restore(latest, self.state)
+            self.start_epoch = int(loop["epoch"]) + 1
+            self.global_step = int(loop["global_step"])
+            self.best = {"val_mae": _inf_if_none(loop["best"]["val_mae"]), "epoch": loop["best"]["epoch"]}
+            self.plateau = {**loop["plateau"], "best": _inf_if_none(loop["plateau"]["best"])}
+            self.say(f"resuming {self.workdir.name} after epoch {self.start_epoch} of {self.cfg.epochs}")
+        self.records = [r for r in read_records(self.workdir) if r.get("epoch", 1 << 30) < self.start_epoch]
+        if self.is_main:
+            _write_records(self.workdir, self.records)
+
+    def _compile(self) -> float:
+        """Compile the train and eval steps once, ahead of the loop; a shape change then fails loudly."""
+        import jax
+
+        t0 = time.perf_counter()
+        par, cfg, ds = self.par, self.cfg, self.ds
+
+        def spec_of(a, sharding):
+            return jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=sharding)
+
+        replicated = lambda tree: jax.tree.map(lambda a: spec_of(a, par.replicated), tree)  # noqa: E731
+        batch = (cfg.batch_size, *ds.images.shape[1:])
+        self.step_fn = self._train_step.lower(
+            replicated(self.state), jax.ShapeDtypeStruct(batch, np.uint8, sharding=par.data),
+            {"y": jax.ShapeDtypeStruct((cfg.batch_size,), np.float32, sharding=par.data)},
+            np.float32(0), np.int32(0), self.key_data,
+        ).compile()
+        self.predict_fn = self._predict.lower(
+            replicated(self.state["params"]), replicated(self.state["batch_stats"]),
+            jax.ShapeDtypeStruct((self.eval_bs, *ds.images.shape[1:]), np.uint8, sharding=par.data),
+        ).compile()
+        return time.perf_counter() - t0
+
+    def evaluate_val(self) -> dict[str, Any]:
+        from agecompact.evaluation.metrics import age_metrics, gender_metrics
+        from agecompact.training.data import eval_batches
+
+        preds = []
+        for images, n in eval_batches(self.ds.images, self.split.val, self.eval_bs):
+            local = images[self.par.local_rows(len(images))]
+            out = self.predict_fn(self.state["params"], self.state["batch_stats"], self.par.put_batch(local))
+            preds.append(self.par.to_host(out)[:n])
+        pred = np.concatenate(preds)
+        y = self.targets["y"][self.split.val]
+        if self.spec.task == "gender":
+            g = gender_metrics(pred, y)
+            return {"val_mae": g["mae"], "val_accuracy": g["accuracy"]}
+        m = age_metrics(pred, y)
+        return {"val_mae": m["mae"], "val_ca3": m["ca3"], "val_ca5": m["ca5"], "val_rmse": m["rmse"]}
+
+    def export(self, path: Path, epoch: int, metrics: dict[str, Any]) -> None:
+        """The current weights as a model file (the project format that ``load_model`` reads)."""
+        import jax
+        from flax import nnx
+
+        from agecompact.api import AgeModel
+        from agecompact.weights.modelfile import ModelMeta
+
+        cfg = self.cfg
+        module = nnx.merge(self.graphdef_eval, jax.device_get(self.state["params"]),
+                           jax.device_get(self.state["batch_stats"]))
+        meta = ModelMeta.for_arch(cfg.model, arch_kwargs=dict(cfg.arch_kwargs), dataset=self.ds.name,
+                                  margin=self.margin, name=f"{cfg.model}-{self.ds.name}", metrics=metrics,
+                                  source={"type": "run", "run": str(self.workdir), "epoch": epoch, "seed": cfg.seed})
+        AgeModel(module, meta).save(path)
+
+    def _local_rows(self, batch):
+        """Under several processes each feeds its own slice of the global batch (the whole batch is
+        gathered and augmented on every host, so the data does not depend on the number of hosts)."""
+        step, images, tg = batch
+        rows = self.par.local_rows(len(images))
+        return step, images[rows], {n: v[rows] for n, v in tg.items()}
+
+    def _check(self, epoch: int, step: int, lr: float, m: dict[str, Any], sums: _EpochSums) -> None:
+        import jax
+
+        m = jax.device_get(m)
+        if not bool(m["finite"]):
+            raise TrainingDiverged(
+                f"loss became NaN/inf at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g}); stopped, the last "
+                f"good checkpoint is kept in {self.workdir / CHECKPOINTS} (lower --lr and train again)")
+        sums.add(m)
+
+    def train_epoch(self, epoch: int, progress) -> tuple[_EpochSums, float, float]:
+        """One pass of ``steps_per_epoch`` batches; returns the sums, the last lr and the seconds."""
+        from agecompact.training.data import Prefetcher, train_batches
+
+        cfg, par = self.cfg, self.par
+        task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=self.spe)
+        batches = (self._local_rows(b) for b in train_batches(
+            self.ds, self.targets, self.split.train, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
+            augment=self.augment))
+        sums, lr, pending = _EpochSums(), cfg.lr, None
+        t0 = time.perf_counter()
+        with Prefetcher(batches, depth=max(cfg.prefetch, 1),
+                        transfer=lambda b: (b[0], par.put_batch(b[1]), par.put_batch(b[2]))) as stream:
+            for step, x, tg in stream:
+                lr = lr_at(cfg, epoch, step, self.spe, self.plateau["scale"])
+                with np.errstate(over="ignore"):  # an absurd rate becomes inf; the step refuses it
+                    lr32 = np.float32(lr)
+                self.state, m = self.step_fn(self.state, x, tg, par.scalar(lr32),
+                                             par.scalar(np.int32(self.global_step)), self.key_data)
+                self.global_step += 1
+                if pending is not None:  # read the previous step's metrics while this one runs
+                    self._check(epoch, *pending, sums)
+                    progress.update(task, advance=1)
+                pending = (step, lr, m)
+            if pending is not None:
+                self._check(epoch, *pending, sums)
+                progress.update(task, advance=1)
+        progress.remove_task(task)
+        return sums, lr, time.perf_counter() - t0
+
+    def end_epoch(self, epoch: int, sums: _EpochSums, lr: float, train_s: float, ckpts) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        cfg = self.cfg
+        val = self.evaluate_val()
+        if cfg.schedule == "plateau":
+            self.plateau = update_plateau(cfg, self.plateau, val["val_mae"])
+        improved = val["val_mae"] < self.best["val_mae"]
+        if improved:
+            self.best = {"val_mae": val["val_mae"], "epoch": epoch}
+        images = sums.steps * cfg.batch_size
+        rec = EpochRecord(
+            epoch=epoch, step=self.global_step, lr=lr, train_loss=sums.loss / max(sums.steps, 1),
+            train_mae=sums.abs_err / max(images, 1), val_mae=val["val_mae"], val_ca3=val.get("val_ca3"),
+            val_ca5=val.get("val_ca5"), val_rmse=val.get("val_rmse"), val_accuracy=val.get("val_accuracy"),
+            epoch_seconds=train_s + (time.perf_counter() - t0),
+            images_per_second=images / train_s if train_s > 0 else float("nan"),
+            terms={k: v / max(sums.steps, 1) for k, v in sums.terms.items()},
+        ).to_json()
+        loop = {"epoch": epoch, "global_step": self.global_step,
+                "best": {"val_mae": _none_if_inf(self.best["val_mae"]), "epoch": self.best["epoch"]},
+                "plateau": {**self.plateau, "best": _none_if_inf(self.plateau["best"])}}
+        ckpts.save(epoch, self.state, loop, {"val_mae": val["val_mae"]})
+        self.records.append(rec)
+        if self.is_main:
+            metrics = {k: v for k, v in val.items() if v is not None}
+            self.export(self.workdir / LAST, epoch, metrics)
+            if improved:
+                self.export(self.workdir / BEST, epoch, metrics)
+            _write_records(self.workdir, self.records)
+        line = (f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {rec['train_loss']:.4f}  train MAE {rec['train_mae']:.3f}"
+                f"  val MAE {rec['val_mae']:.3f}")
+        if rec["val_ca3"] is not None:
+            line += f"  CA3 {rec['val_ca3']:.3f}  CA5 {rec['val_ca5']:.3f}"
+        if rec["val_accuracy"] is not None:
+            line += f"  acc {rec['val_accuracy']:.3f}"
+        self.say(line + f"  lr {lr:.2g}  {rec['epoch_seconds']:.1f}s  {rec['images_per_second']:.0f} img/s"
+                 + ("  *" if improved else ""))
+        return rec
+
+    def run(self, *, quiet: bool = True, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
+            ) -> dict[str, Any]:
+        import jax
+
+        from agecompact.console import make_progress
+        from agecompact.training.checkpoint import RunCheckpoints
+
+        cfg, ds, split = self.cfg, self.ds, self.split
+        self._write_run_files()
+        ckpts = RunCheckpoints(self.workdir / CHECKPOINTS, keep_best=cfg.keep_best)
+        t_start = time.perf_counter()
+        try:
+            if self.resume:
+                self._restore(ckpts)
+            compile_s = self._compile()
+            self.say(f"{cfg.model} on {ds.name}: {len(split.train)} train / {len(split.val)} val images, batch "
+                     f"{cfg.batch_size}, {self.spe} steps/epoch, {self.par.num_devices} {jax.default_backend()} "
+                     f"device(s), compiled in {compile_s:.1f}s")
+            with make_progress(quiet=quiet, transient=True) as progress:
+                for epoch in range(self.start_epoch, cfg.epochs):
+                    sums, lr, train_s = self.train_epoch(epoch, progress)
+                    rec = self.end_epoch(epoch, sums, lr, train_s, ckpts)
+                    if on_epoch_end is not None:
+                        on_epoch_end(epoch, rec)
+        finally:
+            ckpts.close()  # finalise the in-flight save, whatever happened
+            if self.is_main and self.records:
+                _plot_curves(self.workdir, self.records)
+        last = self.records[-1] if self.records else {}
+        return {
+            "run": str(self.workdir),
+            "model": cfg.model,
+            "dataset": ds.name,
+            "epochs": len(self.records),
+            "best_epoch": self.best["epoch"],
+            "best_val_mae": _none_if_inf(self.best["val_mae"]),
+            **{k: last.get(k) for k in ("val_mae", "val_ca3", "val_ca5", "val_rmse", "val_accuracy", "train_loss",
+                                        "train_mae", "images_per_second")},
+            "n_train": int(len(split.train)),
+            "n_val": int(len(split.val)),
+            "seconds": round(time.perf_counter() - t_start, 3),
+            "compile_seconds": round(compile_s, 3),
+            "devices": self.par.num_devices,
+        }
+
+
+def _inf_if_none(v: float | None) -> float:
+    return math.inf if v is None else float(v)
+
+
+def _none_if_inf(v: float) -> float | None:
+    return None if math.isinf(v) else v
+
+
+def _plot_curves(workdir: Path, records: list[dict[str, Any]]) -> None:
+    try:
+        from agecompact.plotting import training_curves
+
+        training_curves(records, workdir / CURVES)
+    except Exception:  # a plot must never turn a finished run into a failure
+        pass
