@@ -5,7 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS ?= dev
 
-.PHONY: install test lint bench demo clean
+AC     := $(VENV)/bin/agecompact
+DEMO_EPOCHS ?= 30
+
+.PHONY: install test lint bench bench-quick demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +25,28 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agecompact tests benchmarks
 
-## bench: the scripts behind the README's performance section (JSON into benchmarks/results/)
+## demo: the main job end to end, offline, on generated WIKI-layout data (a few minutes on a CPU):
+## fetch demo -> filter -> preprocess -> train -> eval -> bench table
+demo: $(STAMP)
+	$(AC) fetch demo --dest demo --quiet
+	$(AC) filter --db wiki --root demo --out data/demo_filtered.csv
+	$(AC) preprocess --db wiki --root demo --csv data/demo_filtered.csv --out data/demo.npz --quiet
+	$(AC) train --db data/demo.npz --model ssrnet --epochs $(DEMO_EPOCHS) --out runs/demo-ssrnet --exist-ok
+	$(AC) eval --model runs/demo-ssrnet --db data/demo.npz --split val --plot runs/demo-ssrnet/error_by_age.png
+	$(AC) bench table --runs runs/demo-ssrnet --markdown runs/demo-ssrnet/table.md
+
+## bench: the scripts behind the README's Performance section (JSON into benchmarks/results/)
 bench: $(STAMP)
 	$(PY) benchmarks/cli_startup.py
+	$(PY) benchmarks/inference_backends.py
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/predict_latency.py
+	$(PY) benchmarks/preprocess_throughput.py
+
+bench-quick: $(STAMP)
+	$(PY) benchmarks/train_throughput.py --quick
+	$(AC) bench table
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info demo data/demo.npz data/demo.npz.json \
+	       data/demo_filtered.* runs/demo-ssrnet

@@ -75,6 +75,17 @@ def test_run_folder_mae_shows_up(cli, tmp_path):
     assert "5.43" in table.stdout and "aec-demo" in table.stdout
 
 
+def test_other_datasets_never_fill_the_imdb_wiki_columns(cli, tmp_path):
+    run = _fake_run(tmp_path, mae_wiki=None)
+    (run / "eval" / "demo-val.json").write_text(json.dumps({
+        "model": "aec-demo", "dataset": {"name": "demo", "split": "val"}, "metrics": {"mae": 4.2, "count": 9}}))
+    result = cli("bench", "table", "--runs", str(run), "--json", "--no-timing")
+    row = next(r for r in json.loads(result.stdout)["rows"] if r["kind"] == "run")
+    assert row["measured"]["wiki_mae"] is None and row["measured"]["imdb_mae"] is None
+    assert row["measured"]["other_mae"] == {"demo": 4.2}
+    assert "demo 4.20" in cli("bench", "table", "--runs", str(run), "--no-timing").stdout
+
+
 def test_markdown_output(cli, tmp_path):
     run = _fake_run(tmp_path)
     md = tmp_path / "table.md"

@@ -36,13 +36,20 @@ def read_eval_results(paths: list[Path]) -> list[dict[str, Any]]:
     return results
 
 
-def mae_columns(results: list[dict[str, Any]]) -> dict[str, float | None]:
-    """IMDB and WIKI MAE from eval results; when several exist for one dataset the newest file wins."""
-    cols: dict[str, float | None] = {"imdb_mae": None, "wiki_mae": None}
+def mae_columns(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """IMDB and WIKI MAE from eval results, and the MAE on any other dataset (demo, utkface, ...) kept
+    apart so it is never read as an IMDB/WIKI number; for one dataset the newest file wins."""
+    cols: dict[str, Any] = {"imdb_mae": None, "wiki_mae": None, "other_mae": {}}
     for r in sorted(results, key=lambda r: Path(r["path"]).stat().st_mtime):
         if r["dataset"] in ("imdb", "wiki"):
             cols[f"{r['dataset']}_mae"] = r["mae"]
+        else:
+            cols["other_mae"][r["dataset"]] = r["mae"]
     return cols
+
+
+def _other(m: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(m.get("other_mae", {}).items())) or "—"
 
 
 def _model_file_bytes(model) -> int:
@@ -151,7 +158,7 @@ def render_rich(doc: dict[str, Any]):
     device = doc["device"]
     where = f"{device.get('device_kind') or device.get('backend')}" + (f", {doc['backend']}" if doc["backend"] else "")
     table = Table(title=f"Compact age estimators — measured here ({where}) vs published")
-    measured = ["IMDB MAE", "WIKI MAE", "params", "size KB", "ms/face b1", "faces/s"]
+    measured = ["IMDB MAE", "WIKI MAE", "other MAE", "params", "size KB", "ms/face b1", "faces/s"]
     published = ["pub. IMDB", "pub. WIKI", "pub. params", "pub. KB", "pub. ms"]
     table.add_column("model")
     for col in measured:
@@ -164,13 +171,14 @@ def render_rich(doc: dict[str, Any]):
         lat_s = "—" if not lat else f"{lat['median_ms']:.3f} ({lat['min_ms']:.3f}–{lat['max_ms']:.3f})"
         label = r["model"] if r["kind"] == "architecture" else f"{r['model']} [{r['kind']}: {r['arch']}]"
         table.add_row(
-            label, _fmt(m["imdb_mae"]), _fmt(m["wiki_mae"]), f"{m['params']:,}", f"{m['file_kb']:.1f}", lat_s,
+            label, _fmt(m["imdb_mae"]), _fmt(m["wiki_mae"]), _other(m), f"{m['params']:,}", f"{m['file_kb']:.1f}", lat_s,
             _fmt(m.get("throughput_fps"), ",.0f"),
             _fmt(p.get("imdb_mae")), _fmt(p.get("wiki_mae")),
             "—" if not p else f"{p['params']:,}", _fmt(p.get("size_kb"), "d"),
             "—" if not p.get("time_ms") else f"{p['time_ms']} ({p['device']})",
         )
-    table.caption = ("MAE: from eval results in run folders or --results files (— = none). Sizes: our model file. "
+    table.caption = ("MAE: from eval results in run folders or --results files (— = none); other MAE: datasets "
+                     "other than IMDB/WIKI (e.g. the synthetic demo data). Sizes: our model file. "
                      "Published values (dim) are the papers'/READMEs' numbers, not measured here.")
     return table
 
@@ -181,16 +189,17 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"Measured on {device.get('cpu') or ''} ({device.get('backend')}, {doc['backend'] or 'no timing'}); "
         "published values in the last columns.",
         "",
-        "| model | IMDB MAE | WIKI MAE | params | size (KB) | ms/face (b=1) | faces/s | published IMDB / WIKI | "
-        "published params | published size | published time |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | IMDB MAE | WIKI MAE | other MAE | params | size (KB) | ms/face (b=1) | faces/s | "
+        "published IMDB / WIKI | published params | published size | published time |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in doc["rows"]:
         m, p = r["measured"], r["published"] or {}
         lat = m.get("latency_ms")
         lat_s = "—" if not lat else f"{lat['median_ms']:.3f}"
         lines.append(
-            f"| {r['model']} | {_fmt(m['imdb_mae'])} | {_fmt(m['wiki_mae'])} | {m['params']:,} | {m['file_kb']:.1f} | "
+            f"| {r['model']} | {_fmt(m['imdb_mae'])} | {_fmt(m['wiki_mae'])} | {_other(m)} | {m['params']:,} | "
+            f"{m['file_kb']:.1f} | "
             f"{lat_s} | {_fmt(m.get('throughput_fps'), ',.0f')} | "
             f"{_fmt(p.get('imdb_mae'))} / {_fmt(p.get('wiki_mae'))} | {'—' if not p else format(p['params'], ',')} | "
             f"{'—' if not p.get('size_kb') else str(p['size_kb']) + ' KB'} | "
