@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/inference_backends.py
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/conv_formulations.py
 	$(PY) benchmarks/predict_latency.py
 	$(PY) benchmarks/preprocess_throughput.py
 
