@@ -106,7 +106,7 @@ def test_age_is_learnable_from_64px_faces(tmp_path, monkeypatch):
     monkeypatch.setenv("AGECOMPACT_DATA", str(tmp_path / "data"))
     demo.generate(tmp_path / "demo", count=500, seed=11)
     build("wiki", root=tmp_path / "demo", quiet=True)
-    data = np.load(tmp_path / "data" / "wiki.npz")
+    data = np.load(tmp_path / "data" / "demo.npz")
     x = np.stack([cv2.resize(im, (8, 8), interpolation=cv2.INTER_AREA).ravel() for im in data["image"]])
     y = data["age"].astype(np.float64)
     order = np.random.default_rng(0).permutation(len(y))

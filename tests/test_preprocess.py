@@ -53,14 +53,17 @@ def test_fetch_filter_preprocess_cli(cli, tmp_path):
     assert summary["count"] == kept - len(listed_bad)
     assert sorted(sum(summary["skipped_files"].values(), [])) == sorted(listed_bad)
 
-    out = tmp_path / "data" / "wiki.npz"
+    # generated faces are the "demo" dataset (WIKI layout), so no result on them can pass for WIKI's
+    assert not (tmp_path / "data" / "wiki.npz").exists()
+    out = tmp_path / "data" / "demo.npz"
     data = load(out)
     assert sorted(data) == ["age", "gender", "image", "img_size"]
     assert data["image"].shape == (summary["count"], 64, 64, 3) and data["image"].dtype == np.uint8
     assert data["age"].dtype.kind == "i" and data["gender"].dtype == np.int8 and int(data["img_size"]) == 64
     assert set(np.unique(data["gender"])) <= {0, 1}
     assert data["age"].min() >= 0 and data["age"].max() <= 100
-    side = json.loads((tmp_path / "data" / "wiki.npz.json").read_text())
+    side = json.loads((tmp_path / "data" / "demo.npz.json").read_text())
+    assert side["db"] == "demo" and side["source"]["synthetic"] is True and side["source"]["layout"] == "wiki"
     assert side["color_order"] == "BGR" and side["img_size"] == 64 and side["method"] == "ssrnet"
     assert side["margin"] == 0.4 and "1 = male" in side["gender_convention"]
     assert side["split_names"] is None and "split" not in data

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agecompact.data import aaf, imdbwiki, megaage, utkface
+from agecompact.data import aaf, demo, imdbwiki, megaage, utkface
 from agecompact.data import preprocess as pipeline
 from agecompact.data.locate import filtered_csv_path, npz_path
 from agecompact.data.samples import Samples
@@ -26,6 +26,7 @@ METHODS = ("ssrnet", "aec")
 # what ``--method ssrnet`` keeps. IMDB-WIKI crops: the DEX authors' 40%. UTKFace and All-Age-Faces:
 # median of YuNet boxes on the ../shared copies (UTKFace 0.10 horizontally / 0.01 vertically,
 # All-Age-Faces 0.38 / 0.32). MegaAge-Asian: estimated from its CelebA-like 178x218 framing, not measured.
+DEMO_NAME = "demo"  # the dataset name of generated data, whatever layout it imitates
 MARGINS = {"imdb": 0.4, "wiki": 0.4, "utkface": 0.1, "aaf": 0.35, "megaage": 0.4}
 MARGIN_NOTES = {
     "imdb": "IMDB-WIKI crops carry the DEX 40% margin [unverified upstream]",
@@ -84,7 +85,12 @@ def imdbwiki_samples(db: str, *, root: str | os.PathLike | None, csv: str | os.P
     source = {"labels": age_labels, "filter_csv": str(csv_path),
               "filter_rules": info.get("rules") if info else None,
               "mat_sha256": info.get("mat_sha256") if info else None}
-    return Samples(db, image_root, rows.full_path, ages, rows.gender, source=source)
+    name = db
+    if (image_root / demo.MANIFEST).is_file():
+        # Generated faces in the IMDB-WIKI layout: named "demo" so their results are never taken for WIKI's.
+        name = DEMO_NAME
+        source.update(layout=db, synthetic=True)
+    return Samples(name, image_root, rows.full_path, ages, rows.gender, source=source)
 
 
 def build(db: str, *, root: str | os.PathLike | None = None, method: str = "ssrnet",
@@ -115,7 +121,7 @@ def build(db: str, *, root: str | os.PathLike | None = None, method: str = "ssrn
     else:
         transform = PlainResize(img_size, megaage.CROP_ROWS if db == "megaage" else 0)
         margin, note = MARGINS[db], MARGIN_NOTES[db]
-    out = Path(out) if out is not None else npz_path(db)
+    out = Path(out) if out is not None else npz_path(samples.db)
     return pipeline.run(samples, transform, out, img_size=img_size, workers=workers, restart=restart,
                         quiet=quiet, settings={"margin": margin}, extra={"margin_note": note})
 
