@@ -55,7 +55,11 @@ def log(message: str) -> None:
 
 
 def make_progress(*, quiet: bool = False, transient: bool = False) -> Progress:
-    """A Rich progress bar on stderr with the columns every long command uses."""
+    """A Rich progress bar on stderr with the columns every long command uses.
+
+    A transient bar is off when stderr is not a terminal: it would leave nothing there but the bare
+    newline Rich writes when a live display stops, ahead of whatever line comes next (e.g. an error).
+    """
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -64,6 +68,6 @@ def make_progress(*, quiet: bool = False, transient: bool = False) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        disable=quiet,
+        disable=quiet or (transient and not err_console.is_terminal),
         transient=transient,
     )

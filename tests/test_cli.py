@@ -109,3 +109,27 @@ def test_bench_params_table(cli):
     result = cli("bench", "params")
     assert result.exit_code == 0
     assert "40,915" in result.stdout and "20,014" in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["bench", "params", "--no-such-option"], "error: No such option: --no-such-option (see `agecompact bench params --help`)"),
+    (["train", "--db", "x.npz", "--epochs", "0"], "error: Invalid value for '--epochs'"),
+    (["predict"], "error: Missing argument 'INPUT'."),
+])
+def test_console_script_usage_errors_are_one_line(args, message):
+    out = subprocess.run([sys.executable, "-m", "agecompact", *args], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.startswith(message) and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_console_script_without_arguments_shows_help():
+    out = subprocess.run([sys.executable, "-m", "agecompact"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "Usage: agecompact" in out.stdout and "train" in out.stdout and out.stderr == ""
+
+
+def test_command_errors_carry_no_blank_lines(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "agecompact", "eval", "--model", str(tmp_path / "no.msgpack"),
+                          "--db", "wiki"], capture_output=True, text=True)
+    assert out.returncode == 3
+    assert out.stderr == f"error: model not found: {tmp_path / 'no.msgpack'}\n"

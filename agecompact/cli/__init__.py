@@ -14,11 +14,34 @@ from agecompact.cli import (  # noqa: F401, I001  (registration side effects, in
     export,
     info,
 )
+import sys
+
 from agecompact.cli._app import app
 
 
 def main() -> None:
-    app(prog_name="agecompact")
+    """Console-script entry point: like ``app()``, but a usage error (bad option, missing argument) is
+    one ``error:`` line on stderr with exit code 2 instead of Click's multi-line panel."""
+    try:
+        code = app(prog_name="agecompact", standalone_mode=False)
+    except Exception as e:
+        if not _is_usage_error(e):
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":
+            text = e.ctx.get_help()  # Typer's Rich help prints itself and returns ""
+            if text.strip():
+                sys.stdout.write(text + "\n")
+        else:
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            sys.stderr.write(f"error: {e.format_message()}{hint}\n")
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(e: BaseException) -> bool:
+    # Typer vendors Click privately, so match Click's UsageError by name rather than by import.
+    return any(c.__name__ == "UsageError" for c in type(e).__mro__) and hasattr(e, "format_message")
 
 
 __all__ = ["app", "main"]
