@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agecompact.data.samples import Samples, first_existing
+from agecompact.data.samples import Samples, find_dataset_root
 from agecompact.errors import InputError
 
 SPLITS = ("train", "val")
@@ -27,15 +27,11 @@ def parse_name(name: str) -> int | None:
 
 
 def find_root(root: str | os.PathLike | None) -> Path:
-    from agecompact.data.locate import data_dir
-
-    base = Path(root) if root is not None else data_dir() / "All-Age-Faces Dataset"
-    found = first_existing([base, base / "All-Age-Faces Dataset"],
-                           lambda p: (p / "image sets").is_dir() and any((p / d).is_dir() for d in IMAGE_DIRS))
-    if found is None:
-        raise InputError(f"no All-Age-Faces layout ('aglined faces/' and 'image sets/') in {base}: "
-                         "`agecompact fetch aaf` says where to get it; pass --root to point at the folder")
-    return found
+    return find_dataset_root(
+        root, "All-Age-Faces Dataset",
+        lambda p: (p / "image sets").is_dir() and any((p / d).is_dir() for d in IMAGE_DIRS),
+        "no All-Age-Faces layout ('aglined faces/' and 'image sets/') in {base}: "
+        "`agecompact fetch aaf` says where to get it; pass --root to point at the folder")
 
 
 def list_samples(root: str | os.PathLike | None = None) -> Samples:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agecompact.data.samples import Samples, first_existing
+from agecompact.data.samples import Samples, find_dataset_root
 from agecompact.errors import InputError
 
 SPLITS = ("train", "test")
@@ -20,14 +20,10 @@ CROP_ROWS = 20
 
 
 def find_root(root: str | os.PathLike | None) -> Path:
-    from agecompact.data.locate import data_dir
-
-    base = Path(root) if root is not None else data_dir() / "megaage_asian"
-    found = first_existing([base, base / "megaage_asian"], lambda p: (p / "list").is_dir())
-    if found is None:
-        raise InputError(f"no MegaAge-Asian layout (list/, train/, test/) in {base}: `agecompact fetch megaage` "
-                         "says where to get it; pass --root to point at the folder")
-    return found
+    return find_dataset_root(
+        root, "megaage_asian", lambda p: (p / "list").is_dir(),
+        "no MegaAge-Asian layout (list/, train/, test/) in {base}: `agecompact fetch megaage` "
+        "says where to get it; pass --root to point at the folder")
 
 
 def list_samples(root: str | os.PathLike | None = None) -> Samples:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from agecompact.errors import InputError
 
 GENDER_CONVENTION = "1 = male, 0 = female, -1 = unknown (the IMDB-WIKI convention)"
 
@@ -53,8 +56,17 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def first_existing(candidates: list[Path], probe) -> Path | None:
-    for c in candidates:
-        if probe(c):
-            return c
-    return None
+def find_dataset_root(root: str | os.PathLike | None, folder_name: str, probe, missing: str,
+                      nested: tuple[str, ...] = ()) -> Path:
+    """The dataset folder: ``root`` (default ``<data dir>/<folder_name>``) or a same-named folder inside it.
+
+    Archives often extract into one more level of the same name; ``probe`` says which candidate holds the layout.
+    ``missing`` is the message (``{base}`` filled in) when none does.
+    """
+    from agecompact.data.locate import data_dir
+
+    base = Path(root) if root is not None else data_dir() / folder_name
+    for candidate in [base, base / folder_name, *(base / n for n in nested)]:
+        if probe(candidate):
+            return candidate
+    raise InputError(missing.format(base=base))

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agecompact.data.samples import Samples, first_existing, is_image_name
-from agecompact.errors import InputError
+from agecompact.data.samples import Samples, find_dataset_root, is_image_name
 
 _NAME = re.compile(r"^(?P<age>\d{1,3})_(?P<gender>\d)(?:_(?P<race>\d))?_(?P<stamp>\d{8,})")
 
@@ -36,15 +35,10 @@ def parse_name(name: str) -> tuple[int, int, int | None] | None:
 
 
 def find_root(root: str | os.PathLike | None) -> Path:
-    from agecompact.data.locate import data_dir
-
-    base = Path(root) if root is not None else data_dir() / "UTKFace"
-    found = first_existing([base, base / "UTKFace", base / "utkface"],
-                           lambda p: p.is_dir() and any(is_image_name(n) for n in os.listdir(p)))
-    if found is None:
-        raise InputError(f"no UTKFace images in {base}: `agecompact fetch utkface` says where to get them; "
-                         "pass --root to point at the folder")
-    return found
+    return find_dataset_root(
+        root, "UTKFace", lambda p: p.is_dir() and any(is_image_name(n) for n in os.listdir(p)),
+        "no UTKFace images in {base}: `agecompact fetch utkface` says where to get them; "
+        "pass --root to point at the folder", nested=("utkface",))
 
 
 def list_samples(root: str | os.PathLike | None = None) -> Samples:
