@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import sys
 from typing import Any
 
@@ -31,6 +34,26 @@ def print_json(obj: Any) -> None:
     """Machine output: one JSON document on stdout, nothing else."""
     sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
     sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def native_stdout_to_stderr():
+    """Send what native libraries write to file descriptor 1 (gloo's "[Gloo] Rank 0 is connected ...") to
+    stderr while the block runs, so stdout stays the one JSON document ``--json`` promises."""
+    try:
+        out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):  # captured streams (tests): nothing native to catch
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(out_fd)
+    os.dup2(err_fd, out_fd)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, out_fd)
+        os.close(saved)
 
 
 def print_jsonl(obj: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from enum import StrEnum
@@ -76,6 +77,29 @@ def _init_distributed() -> None:
         raise UsageError(f"--distributed: jax.distributed.initialize() failed: {e}") from None
 
 
+def _same_workdir_everywhere(workdir: Path) -> Path:
+    """Process 0's run folder for every process: orbax's multi-host checkpoints wait on one shared folder, and
+    the default ``runs/<model>-<db>-N`` numbering differs on a host that looks after process 0 created it."""
+    import jax
+
+    if jax.process_count() == 1:
+        return workdir
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    encoded = os.fsencode(workdir)
+    buf = np.zeros(4096, np.uint8)
+    if len(encoded) > buf.size:
+        raise typer.BadParameter("run folder path too long for --distributed", param_hint="--out")
+    buf[:len(encoded)] = np.frombuffer(encoded, np.uint8)
+    chosen = Path(os.fsdecode(bytes(np.asarray(multihost_utils.broadcast_one_to_all(buf))).rstrip(b"\0")))
+    if chosen != workdir:
+        from agecompact.console import log
+
+        log(f"[yellow]process {jax.process_index()}: using process 0's run folder {chosen} (not {workdir})")
+    return chosen
+
+
 @app.command()
 @handle_errors
 def train(
@@ -126,7 +150,7 @@ def train(
       agecompact train --db data/utkface.npz --epochs 15 --out runs/utk
       agecompact train --resume --out runs/utk
     """
-    from agecompact.console import err_console, print_json
+    from agecompact.console import err_console, native_stdout_to_stderr, print_json
     from agecompact.errors import UsageError
     from agecompact.training.config import build_config
     from agecompact.training.loop import load_run_config, train_and_evaluate
@@ -134,47 +158,52 @@ def train(
     def log(message: str) -> None:
         err_console.print(message, soft_wrap=True)
 
-    if distributed:
-        _init_distributed()
-    overrides = {"db": db, "model": model.value if model else None, "epochs": epochs, "batch_size": batch_size,
-                 "lr": lr, "schedule": schedule.value if schedule else None, "seed": seed,
-                 "val_fraction": val_fraction, "augment": augment, "init_from": init_from, "compute_dtype": dtype}
-    cfg = build_config(config, **overrides)
-    if resume:
-        if out is None:
-            if not cfg.db:
-                raise UsageError("--resume needs --out RUN_FOLDER (or --db/--model to find runs/<model>-<db>)")
-            out = _latest_existing(RUNS_DIR / f"{cfg.model}-{_db_label(cfg.db)}")
+    with contextlib.ExitStack() as native_output:
+        if distributed:
+            native_output.enter_context(native_stdout_to_stderr())
+            _init_distributed()
+        overrides = {"db": db, "model": model.value if model else None, "epochs": epochs, "batch_size": batch_size,
+                     "lr": lr, "schedule": schedule.value if schedule else None, "seed": seed,
+                     "val_fraction": val_fraction, "augment": augment, "init_from": init_from, "compute_dtype": dtype}
+        cfg = build_config(config, **overrides)
+        if resume:
             if out is None:
-                raise UsageError("no run to resume; pass --out RUN_FOLDER")
-        workdir = out
-        load_run_config(workdir)  # fails early with one line when it is not a run folder
-        fixed = [k for k, v in overrides.items() if v is not None and k not in ("epochs", "lr")]
-        if fixed:
-            log(f"[yellow]--resume keeps the run's settings; ignoring {', '.join('--' + k.replace('_', '-') for k in fixed)}")
-    else:
-        if not cfg.db:
-            raise UsageError("missing --db (a dataset name in data/ or a .npz path)")
-        base = out if out is not None else RUNS_DIR / f"{cfg.model}-{_db_label(cfg.db)}"
-        workdir = base if exist_ok else _next_free(base)
+                if not cfg.db:
+                    raise UsageError("--resume needs --out RUN_FOLDER (or --db/--model to find runs/<model>-<db>)")
+                out = _latest_existing(RUNS_DIR / f"{cfg.model}-{_db_label(cfg.db)}")
+                if out is None:
+                    raise UsageError("no run to resume; pass --out RUN_FOLDER")
+            workdir = out
+        else:
+            if not cfg.db:
+                raise UsageError("missing --db (a dataset name in data/ or a .npz path)")
+            base = out if out is not None else RUNS_DIR / f"{cfg.model}-{_db_label(cfg.db)}"
+            workdir = base if exist_ok else _next_free(base)
+        if distributed:
+            workdir = _same_workdir_everywhere(workdir)
+        if resume:
+            load_run_config(workdir)  # fails early with one line when it is not a run folder
+            fixed = [k for k, v in overrides.items() if v is not None and k not in ("epochs", "lr")]
+            if fixed:
+                log(f"[yellow]--resume keeps the run's settings; ignoring {', '.join('--' + k.replace('_', '-') for k in fixed)}")
 
-    previous = signal.getsignal(signal.SIGTERM)
+        previous = signal.getsignal(signal.SIGTERM)
 
-    def _terminate(signum, frame):  # a kill leaves a resumable run, like Ctrl-C
-        raise KeyboardInterrupt
+        def _terminate(signum, frame):  # a kill leaves a resumable run, like Ctrl-C
+            raise KeyboardInterrupt
 
-    try:
-        signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread (e.g. some test runners): keep the default
-        previous = None
-    try:
-        summary = train_and_evaluate(cfg, workdir, resume=resume, quiet=quiet,
-                                     log=None if quiet else log)
-    except KeyboardInterrupt:
-        fail(f"interrupted; the run is resumable: agecompact train --resume --out {workdir}", 130)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        try:
+            signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:  # not the main thread (e.g. some test runners): keep the default
+            previous = None
+        try:
+            summary = train_and_evaluate(cfg, workdir, resume=resume, quiet=quiet,
+                                         log=None if quiet else log)
+        except KeyboardInterrupt:
+            fail(f"interrupted; the run is resumable: agecompact train --resume --out {workdir}", 130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     if json_out:
         print_json(summary)
     elif not quiet and summary["best_val_mae"] is not None:
