@@ -152,3 +152,34 @@ def test_export_writes_atomically(tmp_path):
     path = export_onnx(model, tmp_path / "sub" / "m.onnx")
     assert path.is_file() and [p.name for p in path.parent.iterdir()] == ["m.onnx"]
     onnx.checker.check_model(onnx.load(str(path)))
+
+
+def _ssrnet_with_delta_near_minus_one() -> AgeModel:
+    """Stage 3's Δ pinned near -1, where SSR-Net's age is ill-conditioned (as after short training)."""
+    from flax import nnx
+
+    model = random_model("ssrnet", seed=5)
+    state = nnx.state(model.module, nnx.Param)
+    bias = state["stages"][2]["delta"]["bias"]
+    bias[...] = bias[...] - 4.2
+    nnx.update(model.module, state)
+    return AgeModel(model.module, model.meta)
+
+
+def test_verify_checks_ssrnet_age_through_its_heads():
+    from agecompact.export.onnx_export import RECORD_ONLY, max_differences
+
+    model = _ssrnet_with_delta_near_minus_one()
+    x = sample_inputs(model, 16, seed=6)
+    assert np.all(model.outputs(x)["delta_s3"] < -0.99), "test model is not in the ill-conditioned regime"
+    proto = build_onnx(model)
+    diffs = max_differences(model, proto, x)
+    assert set(RECORD_ONLY) <= set(diffs)
+    assert max(v for k, v in diffs.items() if k not in RECORD_ONLY) <= TOL, diffs
+
+    # a wrong merge in the graph is still caught: scale V = 101 by 1%
+    (v_const,) = [t for t in proto.graph.initializer if onnx.numpy_helper.to_array(t).size == 1
+                  and onnx.numpy_helper.to_array(t).item() == 101.0]
+    v_const.CopyFrom(onnx.numpy_helper.from_array(np.asarray(102.01, np.float32).reshape(
+        onnx.numpy_helper.to_array(v_const).shape), v_const.name))
+    assert max_differences(model, proto, x)["pred"] > TOL

@@ -126,6 +126,13 @@ class SSRNet(nnx.Module):
             total = total + jnp.sum((idx + self.lambda_local * h["eta"]) * h["p"], axis=-1) / denom
         return total * self.v
 
+    def merge_outputs(self, outputs: dict) -> jax.Array:
+        """``merge`` of the heads as named in the forward pass's outputs (e.g. an ONNX graph's)."""
+        return self.merge([{"p": jnp.asarray(outputs[f"pred_age_stage{k}"]),
+                            "eta": jnp.asarray(outputs[f"local_delta_stage{k}"]),
+                            "delta": jnp.asarray(outputs[f"delta_s{k}"])}
+                           for k in range(1, len(self.stage_num) + 1)])
+
 
 def ssrnet(*, rngs: nnx.Rngs, **kwargs) -> SSRNet:
     """SSR-Net (3,3,3), λ_local = λ_d = 1, V = 101: the released age models."""
