@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -32,7 +33,7 @@ def stdout_console() -> Console:
 
 def print_json(obj: Any) -> None:
     """Machine output: one JSON document on stdout, nothing else."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    sys.stdout.write(json.dumps(json_safe(obj), indent=2, default=_json_default, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 
@@ -57,17 +58,28 @@ def native_stdout_to_stderr():
 
 
 def print_jsonl(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+    sys.stdout.write(json.dumps(json_safe(obj), default=_json_default, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as null: JSON has no such numbers and strict parsers reject them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:
     import numpy as np
 
     if isinstance(obj, np.generic):
-        return obj.item()
+        return json_safe(obj.item())
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
+        return json_safe(obj.tolist())
     if hasattr(obj, "__fspath__"):
         return str(obj)
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")

@@ -206,6 +206,43 @@ def test_corrupt_tar_is_input_error(tmp_path):
         dl.extract_tar(bad, tmp_path / "d", quiet=True)
 
 
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_tar_cut_between_members_is_refused(tmp_path, mode):
+    """A cut at a member boundary reads as a shorter valid archive; the missing end marker gives it away."""
+    import gzip
+
+    whole = make_tar(tmp_path / "whole.tar", [("file", f"wiki_crop/{i}.jpg", bytes(700)) for i in range(6)])
+    with tarfile.open(whole) as tar:
+        cut = whole.read_bytes()[:tar.getmembers()[4].offset]
+    archive = tmp_path / ("cut.tar" if mode == "w" else "cut.tar.gz")
+    archive.write_bytes(cut if mode == "w" else gzip.compress(cut))
+    with pytest.raises(dl.CorruptArchiveError, match="truncated"):
+        dl.extract_tar(archive, tmp_path / "dest", quiet=True)
+    assert list((tmp_path / "dest").iterdir()) == []
+    assert len(dl.extract_tar(whole, tmp_path / "dest", quiet=True)) == 1  # the intact archive extracts
+
+
+def test_fetch_of_a_cut_archive_fails_and_keeps_it(cli, tmp_path):
+    from agecompact.data.demo import generate
+
+    generate(tmp_path / "src", count=40, seed=3)
+    with tarfile.open(tmp_path / "whole.tar", "w") as tar:
+        tar.add(tmp_path / "src" / "wiki_crop", arcname="wiki_crop")
+    with tarfile.open(tmp_path / "whole.tar") as tar:
+        cut = tar.getmembers()[-3].offset
+    (tmp_path / "cut.tar").write_bytes((tmp_path / "whole.tar").read_bytes()[:cut])
+    dest = tmp_path / "data"
+    result = cli("fetch", "wiki", "--url", (tmp_path / "cut.tar").as_uri(), "--dest", dest, "--quiet")
+    assert result.exit_code == 3
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "truncated" in result.stderr and "--force" in result.stderr
+    assert (dest / "wiki_crop.tar").is_file() and not (dest / "wiki_crop").exists()
+    garbage = tmp_path / "garbage.tar"
+    garbage.write_bytes(b"not a tar at all" * 50)
+    result = cli("fetch", "wiki", "--url", garbage.as_uri(), "--dest", tmp_path / "g", "--quiet")
+    assert result.exit_code == 3 and result.stderr.count("\n") == 1, result.stderr
+
+
 # -- the CLI --------------------------------------------------------------------------------------------------------
 def test_fetch_list_table_and_json(cli):
     result = cli("fetch", "--list")

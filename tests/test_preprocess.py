@@ -109,6 +109,54 @@ def test_bad_inputs_are_one_line_errors(cli, tmp_path):
     assert result.exit_code == 2
 
 
+def test_an_explicit_csv_is_used_as_given(cli, demo_root, tmp_path):
+    """A --csv the user passes is never re-filtered, even for images in another folder."""
+    import shutil
+
+    assert cli("filter", "--db", "wiki", "--root", demo_root, "--out", tmp_path / "my.csv").exit_code == 0
+    lines = (tmp_path / "my.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "my.csv").write_text("".join(lines[:2]))  # keep the header and one row
+    shutil.copytree(demo_root, tmp_path / "copy")
+    result = cli("preprocess", "--db", "wiki", "--root", tmp_path / "copy", "--csv", tmp_path / "my.csv",
+                 "--out", tmp_path / "one.npz", "--json", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "my.csv").read_text() == "".join(lines[:2])
+    assert json.loads(result.stdout)["count"] == 1
+
+
+def test_root_is_the_image_folder_when_the_mat_lives_elsewhere(cli, demo_root, tmp_path):
+    import shutil
+
+    images = tmp_path / "sep" / "images"
+    shutil.copytree(demo_root / "wiki_crop", images)
+    (tmp_path / "sep" / "meta").mkdir()
+    mat = (images / "wiki.mat").rename(tmp_path / "sep" / "meta" / "wiki.mat")
+    assert cli("filter", "--db", "wiki", "--mat", mat, "--root", images).exit_code == 0
+    result = cli("preprocess", "--db", "wiki", "--root", images, "--json", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["count"] > 0
+
+
+def test_unwritable_outputs_are_one_line_errors(cli, demo_root, tmp_path):
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    for code, args in ((2, ["filter", "--db", "wiki", "--root", demo_root, "--out", tmp_path / "a_folder"]),
+                       (2, ["preprocess", "--db", "wiki", "--root", demo_root, "--out", tmp_path / "a_folder"]),
+                       (1, ["preprocess", "--db", "wiki", "--root", demo_root, "-q",
+                            "--out", tmp_path / "a_file" / "x.npz"]),
+                       (1, ["fetch", "demo", "--dest", tmp_path / "a_file" / "sub", "--count", "40"])):
+        result = cli(*args)
+        assert result.exit_code == code, (args, result.stderr)
+        lines = [x for x in result.stderr.splitlines() if x.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "a_f" in lines[0], (args, result.stderr)
+
+
+def test_nan_min_score_is_refused(cli, demo_root):
+    result = cli("filter", "--db", "wiki", "--root", demo_root, "--min-score", "nan", "--json")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and "--min-score" in result.stderr
+
+
 # -- resume / restart ------------------------------------------------------------------------------------------
 class Interrupting:
     """PlainResize that raises KeyboardInterrupt on its ``stop_at``-th call (like Ctrl-C mid-run)."""

@@ -26,8 +26,9 @@ app = typer.Typer(
 
 
 def fail(message: str, code: int) -> None:
-    """Print one line on stderr and leave with ``code``."""
-    sys.stderr.write(f"error: {message}\n")
+    """Print one line on stderr and leave with ``code`` (a multi-line message, e.g. from a library, is joined)."""
+    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    sys.stderr.write(f"error: {line}\n")
     sys.stderr.flush()
     raise typer.Exit(code)
 
@@ -45,8 +46,18 @@ def handle_errors(fn: F) -> F:
             fail("interrupted", 130)
         except MemoryError:
             fail("out of memory", 1)
+        except OSError as e:  # an output path that is a folder, a read-only or missing place, a full disk...
+            fail(describe_os_error(e), 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def describe_os_error(e: OSError) -> str:
+    what = e.strerror or str(e) or type(e).__name__
+    if e.filename is None:
+        return what
+    target = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+    return f"{target}: {what}"
 
 
 def not_available(command: str, issue: str) -> None:

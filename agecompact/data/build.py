@@ -43,6 +43,24 @@ def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
     return value
 
 
+def _recorded_root(db: str, root: str | os.PathLike, recorded: str | None) -> Path | None:
+    """``root`` or its ``<db>_crop`` when it is the image folder a filter sidecar recorded."""
+    if recorded is None:
+        return None
+    for folder in (Path(root), Path(root) / f"{db}_crop"):
+        if str(folder.resolve()) == recorded:
+            return folder
+    return None
+
+
+def _image_root_of(db: str, root: str | os.PathLike) -> Path:
+    """The image folder for ``--root``: beside its ``.mat`` when there is one, else ``root`` itself."""
+    try:
+        return imdbwiki.find_mat(db, root)[1]
+    except InputError:
+        return Path(root)
+
+
 def imdbwiki_samples(db: str, *, root: str | os.PathLike | None, csv: str | os.PathLike | None, method: str,
                      quiet: bool = False) -> Samples:
     """The kept rows of the filter CSV; runs ``filter`` first when there is none (and says so)."""
@@ -50,32 +68,38 @@ def imdbwiki_samples(db: str, *, root: str | os.PathLike | None, csv: str | os.P
 
     csv_path = Path(csv) if csv is not None else filtered_csv_path(db)
     info = _read_json(imdbwiki.filter_sidecar(csv_path))
-    if csv_path.is_file() and root is not None and info is not None:
-        _, wanted_root = imdbwiki.find_mat(db, root)
-        if str(wanted_root.resolve()) != info.get("image_root"):
-            rules = info.get("rules", method)
-            if not quiet:
-                log(f"{csv_path} was made from {info.get('image_root')}; re-running "
-                    f"`agecompact filter --db {db} --rules {rules}` for {wanted_root}")
-            info = imdbwiki.run_filter(db, root=root, rules=rules, min_score=info.get("min_score", 1.0),
-                                       out=csv_path)
-    elif not csv_path.is_file():
+    recorded = info.get("image_root") if info else None
+    image_root = None
+    if csv_path.is_file():
+        if root is None:
+            image_root = Path(recorded) if recorded else None
+        else:
+            image_root = _recorded_root(db, root, recorded)
+            if image_root is None and (csv is not None or recorded is None):
+                image_root = _image_root_of(db, root)  # the user's own CSV is used as given, never rewritten
+            elif image_root is None:
+                # our default CSV was made from other images: filter this folder's metadata again
+                _, image_root = imdbwiki.find_mat(db, root)
+                rules = info.get("rules", method) if info else method
+                if not quiet:
+                    log(f"{csv_path} was made from {recorded or 'unknown images'}; re-running "
+                        f"`agecompact filter --db {db} --rules {rules}` for {image_root}")
+                info = imdbwiki.run_filter(db, root=root, rules=rules,
+                                           min_score=info.get("min_score", 1.0) if info else 1.0, out=csv_path)
+    else:
         if csv is not None:
             raise InputError(f"filter CSV not found: {csv_path}")
         imdbwiki.find_mat(db, root)  # no metadata at all: say that, not that a filter is about to run
         if not quiet:
             log(f"no filter CSV at {csv_path}: running `agecompact filter --db {db} --rules {method}` first")
         info = imdbwiki.run_filter(db, root=root, rules=method, out=csv_path)
+        image_root = Path(info["image_root"])
+    if image_root is None:
+        _, image_root = imdbwiki.find_mat(db, None)
     if info is not None and info.get("rules") not in (None, method) and not quiet:
         log(f"note: {csv_path.name} was filtered with the {info.get('rules')} rules; preprocessing it with "
             f"--method {method}")
     rows = imdbwiki.read_filtered_csv(csv_path)
-    if root is not None:
-        _, image_root = imdbwiki.find_mat(db, root)
-    elif info is not None and info.get("image_root"):
-        image_root = Path(info["image_root"])
-    else:
-        _, image_root = imdbwiki.find_mat(db, None)
     ages = rows.age
     age_labels = "filter CSV: SSR-Net calc_age from dob and photo_taken (birth month >= 7 subtracts 1)"
     if method == "aec":
@@ -103,6 +127,8 @@ def build(db: str, *, root: str | os.PathLike | None = None, method: str = "ssrn
     check_choice(detector, ("auto", "yunet", "haar"), "detector")
     if csv is not None and db not in imdbwiki.DATABASES:
         raise UsageError("--csv only applies to --db imdb or --db wiki")
+    if out is not None and Path(out).is_dir():
+        raise UsageError(f"--out {out} is a folder; give the .npz file to write")
     if db in imdbwiki.DATABASES:
         samples = imdbwiki_samples(db, root=root, csv=csv, method=method, quiet=quiet)
     elif db == "utkface":

@@ -8,7 +8,9 @@ paths, ``..``, links pointing out) are refused before anything is extracted.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import lzma
 import os
 import shutil
 import tarfile
@@ -16,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from pathlib import Path, PurePosixPath
 
 from agecompact.errors import AgecompactError, InputError
@@ -30,6 +33,10 @@ class DownloadError(AgecompactError):
 
 class UnsafeArchiveError(InputError):
     """An archive member would be written outside the target folder."""
+
+
+class CorruptArchiveError(InputError):
+    """The archive cannot be read to its end: truncated or damaged."""
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -213,6 +220,16 @@ def check_tar_members(members: list[tarfile.TarInfo], archive: str = "archive") 
             raise UnsafeArchiveError(f"{archive}: refusing device or FIFO member {name!r}")
 
 
+def check_end_of_archive(tar: tarfile.TarFile, archive: Path) -> None:
+    """A tar ends with two zero blocks. An archive cut between two members reads as a shorter valid one,
+    so without this check a truncated download (and IMDB/WIKI publish no checksum) would pass."""
+    tar.fileobj.seek(tar.offset)
+    end = tar.fileobj.read(2 * tarfile.BLOCKSIZE)
+    if len(end) < 2 * tarfile.BLOCKSIZE or end.count(0) != len(end):
+        raise CorruptArchiveError(f"{archive}: truncated tar archive (no end-of-archive marker after "
+                                  f"{len(tar.getmembers())} members)")
+
+
 def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike, *, quiet: bool = False,
                 force: bool = False) -> list[Path]:
     """Extract ``archive`` into ``dest`` safely and atomically per top-level entry.
@@ -231,6 +248,7 @@ def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike, *, quiet: b
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
             check_tar_members(members, archive.name)
+            check_end_of_archive(tar, archive)
             tops = sorted({PurePosixPath(m.name).parts[0] for m in members if PurePosixPath(m.name).parts})
             clashes = [t for t in tops if (dest / t).exists() or (dest / t).is_symlink()]
             if clashes and not force:
@@ -244,9 +262,9 @@ def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike, *, quiet: b
     except tarfile.FilterError as e:
         shutil.rmtree(staging, ignore_errors=True)
         raise UnsafeArchiveError(f"{archive.name}: refusing unsafe member ({e})") from None
-    except tarfile.TarError as e:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as e:
         shutil.rmtree(staging, ignore_errors=True)
-        raise InputError(f"{archive}: not a readable tar archive ({e})") from None
+        raise CorruptArchiveError(f"{archive}: not a readable tar archive, truncated or corrupt ({e})") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

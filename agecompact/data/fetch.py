@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agecompact.data.download import download, extract_tar, sha256_of
+from agecompact.data.download import CorruptArchiveError, download, extract_tar, sha256_of
 from agecompact.data.sources import Source
 from agecompact.errors import InputError, UsageError
 
@@ -37,7 +37,10 @@ def _dataset(source: Source, *, dest, url, force, quiet, keep_archive, **_) -> d
     if not archive.is_file() or force:
         download(url or source.url, archive, sha256=source.sha256, size=source.size, force=force, quiet=quiet,
                  label=archive.name)
-    extract_tar(archive, root, quiet=quiet, force=force)
+    try:
+        extract_tar(archive, root, quiet=quiet, force=force)
+    except CorruptArchiveError as e:
+        raise CorruptArchiveError(f"{e}; `agecompact fetch {source.name} --force` downloads it again") from None
     if not mat.is_file():
         raise InputError(f"{archive.name} did not contain {crop.name}/{mat.name}; is it the right archive?")
     if not keep_archive:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -328,6 +329,10 @@ def run_filter(db: str, *, root: str | os.PathLike | None = None, mat: str | os.
     check_db(db)
     if rules not in RULES:
         raise UsageError(f"unknown rule set {rules!r}: choose {' or '.join(RULE_SETS)}")
+    if math.isnan(min_score):
+        raise UsageError("--min-score must be a number (or -inf to keep every face score), not nan")
+    if out is not None and Path(out).is_dir():
+        raise UsageError(f"--out {out} is a folder; give the .csv file to write")
     mat_path, image_root = find_mat(db, root, mat)
     meta = load_mat(mat_path, db)
     result = apply_rules(meta, rules, min_score)
