@@ -10,6 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agecompact.errors import UsageError
+
+
+def is_utf8(name: str) -> bool:
+    """False for names with undecodable bytes (Python keeps them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -25,9 +36,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     the extension (OpenCV, numpy) behave as for the final file.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()  # replace what the link points at, as open() would, not the link
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path} exists and is not a regular file; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     ext = suffix if suffix is not None else "".join(path.suffixes[-1:])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{ext}", dir=path.parent)
+    stem = path.stem if is_utf8(path.stem) else "tmp"  # OpenCV writers cannot open names that are not UTF-8
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -86,6 +86,22 @@ def test_other_datasets_never_fill_the_imdb_wiki_columns(cli, tmp_path):
     assert "demo 4.20" in cli("bench", "table", "--runs", str(run), "--no-timing").stdout
 
 
+def test_training_split_results_never_fill_a_column(cli, tmp_path):
+    import os
+
+    run = _fake_run(tmp_path, mae_wiki=9.5)
+    for name, split, mae in (("wiki-train.json", "train", 3.1), ("wiki-all.json", "all", 7.0),
+                             ("demo-train.json", "train", 1.0)):
+        (run / "eval" / name).write_text(json.dumps({
+            "model": "aec-demo", "dataset": {"name": name.split("-")[0], "split": split},
+            "metrics": {"mae": mae, "count": 9}}))
+    os.utime(run / "eval" / "wiki-val.json", (1, 1))  # the val result is the oldest file
+    row = next(r for r in json.loads(cli("bench", "table", "--runs", str(run), "--json", "--no-timing").stdout)
+               ["rows"] if r["kind"] == "run")
+    assert row["measured"]["wiki_mae"] == 9.5  # held-out beats newer; train is never used
+    assert row["measured"]["other_mae"] == {}
+
+
 def test_markdown_output(cli, tmp_path):
     run = _fake_run(tmp_path)
     md = tmp_path / "table.md"

@@ -294,3 +294,65 @@ def test_unreadable_video_is_reported(cli, model_file, tmp_path):
     r = cli("predict", fake, "--model", model_file, "--detector", "none")
     assert r.exit_code == 3
     assert "clip.mp4" in _one_error_line(r)
+
+
+def test_out_never_overwrites_another_input(cli, model_file, tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    cv2.imwrite(str(tmp_path / "x" / "b.jpg"), _noise(1))
+    cv2.imwrite(str(tmp_path / "y" / "b.jpg"), _noise(2))
+    before = (tmp_path / "y" / "b.jpg").read_bytes()
+    r = cli("predict", tmp_path / "x" / "b.jpg", tmp_path / "y" / "b.jpg", "--model", model_file,
+            "--detector", "none", "--out", tmp_path / "y")
+    assert r.exit_code == 2 and "would overwrite the input" in _one_error_line(r)
+    assert (tmp_path / "y" / "b.jpg").read_bytes() == before
+    # an --out inside the input folder, where a recursive search finds the same names
+    _folder(tmp_path / "d")
+    cv2.imwrite(str(tmp_path / "d" / "sub" / "a.png"), _noise(4))  # where d/a.png's copy would go
+    r = cli("predict", tmp_path / "d", "--model", model_file, "--detector", "none", "--out", tmp_path / "d" / "sub")
+    assert r.exit_code == 2 and "would overwrite the input" in _one_error_line(r)
+
+
+def _video(path: Path, frames: int) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 64))
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(_noise(i, 64, 96))
+    writer.release()
+
+
+def test_outputs_that_would_share_a_name_are_kept_apart(cli, model_file, tmp_path):
+    """clip.mkv is written as .avi: it must not replace clip.avi's annotated copy."""
+    (tmp_path / "in").mkdir()
+    _video(tmp_path / "in" / "clip.avi", 7)
+    _video(tmp_path / "in" / "clip.mkv", 3)
+    items, _ = discover([tmp_path / "in"])
+    assert sorted(str(it.out_name) for it in items) == ["clip-1.avi", "clip.avi"]
+    r = cli("predict", tmp_path / "in", "--model", model_file, "--detector", "none", "--json",
+            "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.stderr
+    frames = {}
+    for name in ("clip.avi", "clip-1.avi"):
+        cap = cv2.VideoCapture(str(tmp_path / "out" / name))
+        frames[name] = 0
+        while cap.read()[0]:
+            frames[name] += 1
+        cap.release()
+    assert sorted(frames.values()) == [3, 7]
+
+
+def test_names_that_are_not_utf8(cli, model_file, tmp_path):
+    """OpenCV's file functions crash on such names: images go through Python, videos are skipped."""
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = Path(os.fsdecode(bytes(folder) + b"/caf\xe9.png"))
+    image.write_bytes(cv2.imencode(".png", _noise(3))[1].tobytes())
+    video = Path(os.fsdecode(bytes(folder) + b"/vid\xe9.avi"))
+    video.write_bytes(b"not even a video")
+    r = cli("predict", folder, "--model", model_file, "--detector", "none", "--json", "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.stderr
+    assert [rec["faces"] for rec in _jsonl(r.stdout)] == [1]
+    assert "not UTF-8" in r.stderr
+    assert os.listdir(bytes(tmp_path / "out")) == [b"caf\xe9.png"]

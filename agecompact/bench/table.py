@@ -36,15 +36,27 @@ def read_eval_results(paths: list[Path]) -> list[dict[str, Any]]:
     return results
 
 
+SPLIT_PREFERENCE = {"test": 0, "val": 1}  # held-out splits first; anything else ("all", unknown) after them
+
+
 def mae_columns(results: list[dict[str, Any]]) -> dict[str, Any]:
     """IMDB and WIKI MAE from eval results, and the MAE on any other dataset (demo, utkface, ...) kept
-    apart so it is never read as an IMDB/WIKI number; for one dataset the newest file wins."""
+    apart so it is never read as an IMDB/WIKI number. Per dataset a test result beats a val result beats
+    the rest, the newest file breaks ties, and a training-split result is never shown."""
     cols: dict[str, Any] = {"imdb_mae": None, "wiki_mae": None, "other_mae": {}}
+    chosen: dict[str, dict[str, Any]] = {}
     for r in sorted(results, key=lambda r: Path(r["path"]).stat().st_mtime):
-        if r["dataset"] in ("imdb", "wiki"):
-            cols[f"{r['dataset']}_mae"] = r["mae"]
+        if r.get("split") == "train":
+            continue
+        rank = SPLIT_PREFERENCE.get(r.get("split"), 2)
+        held = chosen.get(r["dataset"])
+        if held is None or rank <= SPLIT_PREFERENCE.get(held.get("split"), 2):
+            chosen[r["dataset"]] = r
+    for dataset, r in chosen.items():
+        if dataset in ("imdb", "wiki"):
+            cols[f"{dataset}_mae"] = r["mae"]
         else:
-            cols["other_mae"][r["dataset"]] = r["mae"]
+            cols["other_mae"][dataset] = r["mae"]
     return cols
 
 

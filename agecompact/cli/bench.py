@@ -93,6 +93,10 @@ def bench_table(
     info = _select_device(device)
     if device is Device.gpu and backend == "auto":
         backend = "jax"
+    elif device is Device.cpu and backend == "auto":
+        from agecompact.inference import onnxruntime_available
+
+        backend = "onnx" if onnxruntime_available() else "jax"  # auto would pick JAX on a GPU machine
     probe = None if no_timing else SpeedProbe(backend=backend, runs=timing_runs,
                                                large_batch=large_batch, max_seconds=20.0)
     rows = build_rows(runs=runs or [], models=models or [], results=results or [], probe=probe)

@@ -77,9 +77,11 @@ def predict(
     if out is not None:
         from agecompact.predict.run import output_path
 
-        clash = next((it for it in items if output_path(out, it).resolve() == it.path.resolve()), None)
+        inputs_by_path = {it.path.resolve(): it.path for it in items}
+        clash = next((inputs_by_path[o] for o in (output_path(out, it).resolve() for it in items)
+                      if o in inputs_by_path), None)
         if clash is not None:
-            raise UsageError(f"--out {out} would overwrite the input {clash.path}; choose another folder")
+            raise UsageError(f"--out {out} would overwrite the input {clash}; choose another folder")
 
     def note(message: str) -> None:
         if not quiet:

@@ -14,7 +14,9 @@ class JaxEngine:
         import jax
 
         self.model = model
-        self.name = f"jax-{jax.default_backend()}"
+        device = jax.config.jax_default_device  # set by `bench --device`; else JAX's default backend
+        platform = getattr(device, "platform", device) if device is not None else jax.default_backend()
+        self.name = f"jax-{platform}"
 
     def __repr__(self) -> str:
         return f"JaxEngine(name={self.name!r}, model={self.model.name!r})"

@@ -16,13 +16,15 @@ from agecompact.errors import InputError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v"})
+WRITABLE_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}  # what OpenCV can write
 
 
 @dataclass(frozen=True)
 class Item:
     path: Path
     kind: str  # "image" or "video"
-    out_name: Path  # where its annotated copy goes, relative to --out
+    out_name: Path  # where its annotated copy goes, relative to --out (a format OpenCV writes)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,14 @@ class Problem:
 
 def kind_of(path: Path) -> str:
     return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image"
+
+
+def annotated_name(rel: Path, kind: str) -> Path:
+    """``rel`` with a suffix OpenCV can write: videos become ``.avi`` unless their container is writable,
+    images in other formats get ``.png`` appended."""
+    if kind == "video":
+        return rel if rel.suffix.lower() in VIDEO_FOURCC else rel.with_suffix(".avi")
+    return rel if rel.suffix.lower() in WRITABLE_IMAGE_SUFFIXES else rel.with_name(rel.name + ".png")
 
 
 def _folder_files(folder: Path, recursive: bool) -> list[Path]:
@@ -57,13 +67,14 @@ def discover(inputs: list[Path], *, recursive: bool = True) -> tuple[list[Item],
     taken: set[Path] = set()
 
     def add(path: Path, rel: Path) -> None:
-        out = rel
-        n = 1
-        while out in taken:
-            out = rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
+        kind = kind_of(path)
+        name = annotated_name(rel, kind)
+        out, n = name, 1
+        while out in taken:  # two inputs with one output name (b.jpg from two folders, clip.avi + clip.mkv)
+            out = name.with_name(f"{name.stem}-{n}{name.suffix}")
             n += 1
         taken.add(out)
-        items.append(Item(path, kind_of(path), out))
+        items.append(Item(path, kind, out))
 
     for arg in inputs:
         if arg.is_dir():

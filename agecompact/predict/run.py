@@ -17,15 +17,13 @@ from typing import Any
 import numpy as np
 
 from agecompact.errors import AgecompactError, InputError
-from agecompact.fileio import atomic_path
+from agecompact.fileio import atomic_path, atomic_write_bytes, is_utf8
 from agecompact.predict.annotate import draw_faces
-from agecompact.predict.inputs import Item, Problem, read_image
+from agecompact.predict.inputs import VIDEO_FOURCC, Item, Problem, read_image
 from agecompact.predict.pipeline import FaceResult, Predictor
 
 MAX_HELD_IMAGES = 32  # images (or video frames) kept in memory while their batch fills
 MAX_HELD_BYTES = 256 * 2**20  # ... and at most this much pixel data (large photos)
-WRITABLE_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
 
 
 @dataclass
@@ -80,22 +78,8 @@ def face_record(item: Item, faces: list[FaceResult], frame: int | None = None) -
     return records
 
 
-def image_output_path(out_dir: Path, item: Item) -> Path:
-    name = item.out_name
-    if name.suffix.lower() not in WRITABLE_IMAGE_SUFFIXES:
-        name = name.with_name(name.name + ".png")
-    return out_dir / name
-
-
-def video_output_path(out_dir: Path, item: Item) -> Path:
-    name = item.out_name
-    if name.suffix.lower() not in VIDEO_FOURCC:
-        name = name.with_suffix(".avi")
-    return out_dir / name
-
-
 def output_path(out_dir: Path, item: Item) -> Path:
-    return video_output_path(out_dir, item) if item.kind == "video" else image_output_path(out_dir, item)
+    return out_dir / item.out_name
 
 
 def _number(value: float | None, digits: int) -> float | None:
@@ -104,11 +88,20 @@ def _number(value: float | None, digits: int) -> float | None:
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
+    """Encoded in memory, written by Python: OpenCV's own file functions crash on names that are not UTF-8."""
     import cv2
 
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), image):
-            raise AgecompactError(f"{path}: could not write the annotated image")
+    ok, encoded = cv2.imencode(path.suffix.lower(), image)
+    if not ok:
+        raise AgecompactError(f"{path}: could not encode the annotated image")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def opencv_path(path: Path) -> str:
+    """``path`` as OpenCV's video functions take it; they crash (SIGSEGV) on names that are not UTF-8."""
+    if not is_utf8(str(path)):
+        raise InputError(f"{path}: OpenCV cannot open video files whose names are not UTF-8; rename it")
+    return str(path)
 
 
 class PredictRun:
@@ -181,7 +174,7 @@ class PredictRun:
     def _finish_image(self, item: Item, image: np.ndarray, faces: list[FaceResult]) -> Outcome:
         output = None
         if self.out_dir is not None:
-            output = image_output_path(self.out_dir, item)
+            output = output_path(self.out_dir, item)
             write_image(output, draw_faces(image, faces))
         for rec in face_record(item, faces):
             self.on_record(rec)
@@ -192,14 +185,14 @@ class PredictRun:
     def _video(self, item: Item) -> Outcome:
         import cv2
 
-        cap = cv2.VideoCapture(str(item.path))
+        cap = cv2.VideoCapture(opencv_path(item.path))
         try:
             if not cap.isOpened():
                 raise InputError(f"{item.path}: not a readable video")
             fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
             if self.out_dir is None:
                 return self._video_frames(item, cap, None)
-            output = video_output_path(self.out_dir, item)
+            output = output_path(self.out_dir, item)
             with atomic_path(output) as tmp:
                 writer_box: dict[str, Any] = {"path": tmp, "fps": fps, "writer": None,
                                               "fourcc": VIDEO_FOURCC.get(output.suffix.lower(), "MJPG")}
@@ -228,7 +221,7 @@ class PredictRun:
             if writer_box["writer"] is None:
                 h, w = frame.shape[:2]
                 fourcc = cv2.VideoWriter_fourcc(*writer_box["fourcc"])
-                writer = cv2.VideoWriter(str(writer_box["path"]), fourcc, writer_box["fps"], (w, h))
+                writer = cv2.VideoWriter(opencv_path(writer_box["path"]), fourcc, writer_box["fps"], (w, h))
                 if not writer.isOpened():
                     raise AgecompactError(f"could not open a video writer for {writer_box['path'].suffix} output")
                 writer_box["writer"] = writer
@@ -280,7 +273,11 @@ def count_work(items: list[Item]) -> int:
     total = 0
     for item in items:
         if item.kind == "video":
-            cap = cv2.VideoCapture(str(item.path))
+            try:
+                cap = cv2.VideoCapture(opencv_path(item.path))
+            except InputError:
+                total += 1  # reported when its turn comes
+                continue
             total += max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 1) if cap.isOpened() else 1
             cap.release()
         else:
