@@ -146,3 +146,27 @@ def test_fresh_run_in_used_folder_starts_over(syn_npz, tmp_path):
     train_and_evaluate(cfg, run)
     assert (run / "metrics.jsonl").read_text().count("\n") == 1
     assert math.isfinite(json.loads((run / "metrics.jsonl").read_text())["val_mae"])
+
+
+def test_interrupt_while_an_epoch_is_written_loses_nothing(syn_npz, tmp_path, monkeypatch):
+    """A kill while epoch 1's model files are written: the resume redoes epoch 1, no record goes missing."""
+    from agecompact.training.loop import Trainer
+
+    cfg = TrainConfig(db=str(syn_npz), model="c3ae", epochs=3, batch_size=64)
+    full = train_and_evaluate(cfg, tmp_path / "full")
+    real_export = Trainer.export
+
+    def export(self, path, epoch, metrics):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        real_export(self, path, epoch, metrics)
+
+    monkeypatch.setattr(Trainer, "export", export)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "export", real_export)
+    resumed = train_and_evaluate(TrainConfig(), tmp_path / "cut", resume=True)
+    rows = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert resumed["best_epoch"] == full["best_epoch"]
+    assert resumed["val_mae"] == pytest.approx(full["val_mae"], rel=1e-6)

@@ -123,3 +123,38 @@ def test_corrupt_npz(cli, tmp_path):
     np.savez(tmp_path / "noimg.npz", age=np.zeros(3))
     r = cli("eval", "--model", "ssrnet-wiki", "--db", str(tmp_path / "noimg.npz"))
     assert r.exit_code == 3
+
+
+@pytest.mark.parametrize("config", ['{"epochs": "3"}', '{"lr": "1e-3"}', '{"decay_epochs": 30}',
+                                    '{"decay_epochs": ["a"]}', '{"val_fraction": "0.3"}', '{"seed": -1}',
+                                    '{"seed": 99999999999999999999}', '{"augment": "yes"}'])
+def test_bad_config_values_are_one_line(cli, data_dir, tmp_path, config):
+    (tmp_path / "c.json").write_text(config)
+    r = cli("train", "--config", str(tmp_path / "c.json"), "--db", str(data_dir / "syn.npz"),
+            "--out", str(tmp_path / "r"))
+    _one_error_line(r, 2, "")
+    assert not (tmp_path / "r").exists()  # nothing made before the options are known to be good
+
+
+def test_bad_label_columns_are_one_line(cli, tmp_path):
+    img = np.zeros((40, 64, 64, 3), np.uint8)
+    for name, age in (("scalar", np.float32(3)), ("text", np.array(["a"] * 40)), ("pairs", np.ones((40, 2)))):
+        np.savez(tmp_path / f"{name}.npz", image=img, age=age)
+        r = cli("train", "--db", str(tmp_path / f"{name}.npz"), "--out", str(tmp_path / f"r-{name}"))
+        _one_error_line(r, 3, "'age' must be one number per image")
+        assert not (tmp_path / f"r-{name}").exists()
+    np.savez(tmp_path / "ok.npz", image=img, age=np.arange(40.0))
+    (tmp_path / "ok.npz.json").write_text("[1, 2]")  # a sidecar that is not ours is ignored
+    r = cli("train", "--db", str(tmp_path / "ok.npz"), "--epochs", "1", "--batch-size", "8", "--json", "-q",
+            "--model", "c3ae", "--out", str(tmp_path / "r-ok"))
+    assert r.exit_code == 0, r.stderr
+
+
+def test_eval_out_that_is_a_folder(cli, data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = cli("train", "--db", str(data_dir / "syn.npz"), "--model", "c3ae", "--epochs", "1", "--batch-size", "32",
+            "-q", "--out", "run")
+    assert r.exit_code == 0, r.stderr
+    (tmp_path / "a_folder").mkdir()
+    r = cli("eval", "--model", "run", "--db", str(data_dir / "syn.npz"), "--out", "a_folder", "--backend", "jax")
+    _one_error_line(r, 2, "not a regular file")

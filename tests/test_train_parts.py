@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -21,17 +22,24 @@ from train_data_helpers import write_synthetic_npz  # noqa: E402
 # -- config -----------------------------------------------------------------------------------------
 def test_recipes_resolve_to_the_published_settings():
     ssr = C.resolve(C.TrainConfig(db="x", model="ssrnet"), db_name="imdb")
-    assert (ssr.epochs, ssr.batch_size, ssr.lr, ssr.schedule, ssr.decay_epochs, ssr.adam_eps) == (
+    assert (ssr.epochs, ssr.batch_size, ssr.lr, ssr.schedule, C.step_decay_epochs(ssr), ssr.adam_eps) == (
         90, 128, 1e-3, "step", [30, 60], 1e-8)
     assert ssr.shear_units == "radians"
     wiki = C.resolve(C.TrainConfig(db="x", model="ssrnet_gender"), db_name="wiki")
     assert wiki.batch_size == 50
     aec = C.resolve(C.TrainConfig(db="x", model="aec"), db_name="imdb")
-    assert (aec.batch_size, aec.adam_eps, aec.shear_units, aec.decay_epochs) == (128, 1e-7, "degrees", [30, 60])
+    assert (aec.batch_size, aec.adam_eps, aec.shear_units, C.step_decay_epochs(aec)) == (
+        128, 1e-7, "degrees", [30, 60])
     c3 = C.resolve(C.TrainConfig(db="x", model="c3ae_full"), db_name="imdb")
     assert (c3.epochs, c3.batch_size, c3.lr, c3.schedule) == (160, 50, 2e-3, "plateau")
     short = C.resolve(C.TrainConfig(db="x", model="ssrnet", epochs=15))
-    assert short.decay_epochs == [5, 10]  # the drops scale with a shorter run
+    assert C.step_decay_epochs(short) == [5, 10]  # the drops scale with a shorter run
+    assert C.step_decay_epochs(C.resolve(C.TrainConfig(db="x", epochs=1))) == []  # one epoch at the full rate
+    assert C.step_decay_epochs(C.resolve(C.TrainConfig(db="x", epochs=2))) == [1]
+    # a saved config (as config.json holds it) re-run with another length follows that length
+    saved = C.TrainConfig.from_dict(json.loads(json.dumps(C.resolve(C.TrainConfig(db="x", epochs=90)).to_dict())))
+    assert C.step_decay_epochs(C.resolve(dataclasses.replace(saved, epochs=20))) == [7, 13]
+    assert C.step_decay_epochs(C.resolve(C.TrainConfig(db="x", epochs=20, decay_epochs=[3]))) == [3]
 
 
 def test_config_file_and_overrides(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,9 @@ class TrainConfig:
     lr: float | None = None
     schedule: str | None = None  # step | constant | cosine | plateau
     decay_epochs: list[int] | None = None  # step schedule: epochs (0-based) at which lr *= decay_factor
+    # ...or, when decay_epochs is None, these fractions of the run (30 and 60 of 90), so the schedule
+    # follows --epochs, also when a saved config.json is re-run or a run is resumed with more epochs
+    decay_fractions: list[float] = field(default_factory=lambda: [1 / 3, 2 / 3])
     decay_factor: float = 0.1
     plateau_patience: int = 10  # plateau schedule: epochs without val-MAE improvement before decaying
     min_lr: float = 1e-5  # plateau schedule floor
@@ -68,7 +72,38 @@ class TrainConfig:
         unknown = sorted(set(norm) - known)
         if unknown:
             raise UsageError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**norm)
+        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        return cls(**{k: _typed(k, v, types[k]) for k, v in norm.items()})
+
+
+def _typed(name: str, value: Any, annotation: str) -> Any:
+    """``value`` checked against the field's annotation (as written above; JSON/TOML give the basic types),
+    so a wrong type in a config file is one usage error, not a crash deep in training."""
+    if value is None and "None" in annotation:
+        return None
+    kind = annotation.split("|")[0].strip()
+
+    def number(v: Any, integral: bool) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and (not integral or float(v).is_integer())
+
+    ok = {
+        "int": lambda v: number(v, True),
+        "float": lambda v: number(v, False),
+        "str": lambda v: isinstance(v, str),
+        "bool": lambda v: isinstance(v, bool),
+        "list[int]": lambda v: isinstance(v, list) and all(number(x, True) for x in v),
+        "list[float]": lambda v: isinstance(v, list) and all(number(x, False) for x in v),
+        "dict[str, Any]": lambda v: isinstance(v, dict),
+    }[kind](value)
+    if not ok:
+        raise UsageError(f"training option {name}: expected {annotation.replace('|', 'or')}, got {value!r}")
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    if kind.startswith("list["):
+        return [int(x) if kind == "list[int]" else float(x) for x in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -151,11 +186,16 @@ def resolve(cfg: TrainConfig, *, db_name: str | None = None) -> TrainConfig:
         out.adam_eps = r.adam_eps
     if out.shear_units is None:
         out.shear_units = r.shear_units
-    if out.decay_epochs is None and out.schedule == "step":
-        # The recipes decay at 1/3 and 2/3 of the run: epochs 30 and 60 of 90.
-        out.decay_epochs = sorted({round(out.epochs / 3), round(2 * out.epochs / 3)})
     _validate(out)
     return out
+
+
+def step_decay_epochs(cfg: TrainConfig) -> list[int]:
+    """The epochs at which the step schedule decays: ``decay_epochs`` as given, else ``decay_fractions``
+    of ``epochs`` (never epoch 0: a one-epoch run trains at the full rate)."""
+    if cfg.decay_epochs is not None:
+        return sorted(int(e) for e in cfg.decay_epochs)
+    return sorted({e for e in (round(f * cfg.epochs) for f in cfg.decay_fractions) if 0 < e < cfg.epochs})
 
 
 def _validate(c: TrainConfig) -> None:
@@ -165,8 +205,12 @@ def _validate(c: TrainConfig) -> None:
         raise UsageError("--epochs must be >= 1")
     if c.batch_size is None or c.batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
-    if c.lr is None or not c.lr > 0:
-        raise UsageError("--lr must be > 0")
+    if c.lr is None or not 0 < c.lr < math.inf:
+        raise UsageError("--lr must be a positive number")
+    if not 0 <= c.seed < 2**32:
+        raise UsageError("--seed must be between 0 and 4294967295")
+    if any(not 0 < f < 1 for f in c.decay_fractions):
+        raise UsageError("decay_fractions must lie between 0 and 1")
     if c.schedule not in SCHEDULES:
         raise UsageError(f"unknown schedule {c.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     if c.shear_units not in SHEAR_UNITS:

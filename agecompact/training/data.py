@@ -65,6 +65,10 @@ def load_npz(path: str | Path, *, name: str | None = None) -> Dataset:
         raise InputError(f"dataset file not found: {path}") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise InputError(f"{path}: cannot read dataset ({e})") from None
+    for key, column in (("age", age), ("gender", gender), ("split", split)):
+        if column is not None and (column.ndim != 1 or not np.issubdtype(column.dtype, np.number)):
+            raise InputError(f"{path}: '{key}' must be one number per image, got {column.dtype} of shape "
+                             f"{column.shape}")
     n = len(age)
     if images.dtype != np.uint8:
         raise InputError(f"{path}: 'image' must be uint8, got {images.dtype}")
@@ -85,6 +89,8 @@ def load_npz(path: str | Path, *, name: str | None = None) -> Dataset:
         try:
             sidecar = json.loads(sc.read_text())
         except (ValueError, OSError):
+            sidecar = {}
+        if not isinstance(sidecar, dict):  # not one of ours: ignore it, as an unreadable one is
             sidecar = {}
     db = name or sidecar.get("db") or path.stem
     return Dataset(path=path, name=str(db), images=images, age=age,

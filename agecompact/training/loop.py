@@ -33,7 +33,7 @@ import numpy as np
 
 from agecompact.errors import AgecompactError, InputError, UsageError
 from agecompact.fileio import atomic_write_json, atomic_write_text
-from agecompact.training.config import TrainConfig, resolve
+from agecompact.training.config import TrainConfig, resolve, step_decay_epochs
 
 CONFIG, ENV, SPLIT, METRICS, METRICS_CSV = "config.json", "env.json", "split.json", "metrics.jsonl", "metrics.csv"
 CHECKPOINTS, BEST, LAST, CURVES = "checkpoints", "best.msgpack", "last.msgpack", "curves.png"
@@ -72,7 +72,7 @@ class EpochRecord:
 # --------------------------------------------------------------------------------------------------
 def lr_at(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps: int, plateau_scale: float) -> float:
     if cfg.schedule == "step":
-        drops = sum(1 for e in cfg.decay_epochs or () if epoch >= int(e))
+        drops = sum(1 for e in step_decay_epochs(cfg) if epoch >= e)
         return cfg.lr * cfg.decay_factor ** drops
     if cfg.schedule == "cosine":
         t = (epoch * steps + step_in_epoch) / max(cfg.epochs * steps, 1)
@@ -240,11 +240,7 @@ class Trainer:
             self.changed = {k: getattr(config, k) for k in RESUMABLE_OVERRIDES
                             if getattr(config, k) is not None and getattr(config, k) != getattr(saved, k)}
             config = dataclasses.replace(saved, **self.changed)
-        elif (workdir / CHECKPOINTS).exists() or (workdir / METRICS).exists():
-            clear_run(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-
-        resolve(config)  # bad option values fail before any data is read
+        resolve(config)  # bad option values fail before any data is read or any folder is touched
         self.ds = ds = load_npz(self._dataset_path(config.db))
         self.cfg = cfg = resolve(config, db_name=ds.name)
         self.spec = spec = get_spec(cfg.model)
@@ -259,6 +255,10 @@ class Trainer:
 
         self.par = par = S.make_parallel()
         par.check_batch(cfg.batch_size)
+        # inputs are valid: only now is an old run in the folder cleared, or the folder made
+        if not resume and ((workdir / CHECKPOINTS).exists() or (workdir / METRICS).exists()):
+            clear_run(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
         self.eval_bs = -(-cfg.eval_batch_size // par.num_devices) * par.num_devices
         self.spe = steps_per_epoch(len(split.train), cfg.batch_size)
         self.is_main = jax.process_index() == 0
@@ -397,8 +397,10 @@ class Trainer:
         m = jax.device_get(m)
         if not bool(m["finite"]):
             raise TrainingDiverged(
-                f"loss became NaN/inf at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g}); stopped, the last "
-                f"good checkpoint is kept in {self.workdir / CHECKPOINTS} (lower --lr and train again)")
+                f"loss became NaN/inf at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g}); stopped, "
+                + (f"the last good checkpoint (epoch {epoch}) is kept in {self.workdir / CHECKPOINTS}"
+                   if epoch > 0 else "before the first checkpoint")
+                + " (lower --lr and train again)")
         sums.add(m)
 
     def train_epoch(self, epoch: int, progress) -> tuple[_EpochSums, float, float]:
@@ -452,7 +454,6 @@ class Trainer:
         loop = {"epoch": epoch, "global_step": self.global_step,
                 "best": {"val_mae": _none_if_inf(self.best["val_mae"]), "epoch": self.best["epoch"]},
                 "plateau": {**self.plateau, "best": _none_if_inf(self.plateau["best"])}}
-        ckpts.save(epoch, self.state, loop, {"val_mae": val["val_mae"]})
         self.records.append(rec)
         if self.is_main:
             metrics = {k: v for k, v in val.items() if v is not None}
@@ -460,6 +461,9 @@ class Trainer:
             if improved:
                 self.export(self.workdir / BEST, epoch, metrics)
             _write_records(self.workdir, self.records)
+        # The checkpoint commits the epoch, so it comes last: interrupted before it, a resume redoes this
+        # epoch (deterministically) and rewrites the files above; after it, they are already complete.
+        ckpts.save(epoch, self.state, loop, {"val_mae": val["val_mae"]})
         line = (f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {rec['train_loss']:.4f}  train MAE {rec['train_mae']:.3f}"
                 f"  val MAE {rec['val_mae']:.3f}")
         if rec["val_ca3"] is not None:
