@@ -29,11 +29,12 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, *, sync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
     The temporary name keeps the final suffix (or ``suffix``) so that writers that pick a format from
-    the extension (OpenCV, numpy) behave as for the final file.
+    the extension (OpenCV, numpy) behave as for the final file. ``sync`` flushes the data to disk before
+    the rename, for outputs whose sidecar would otherwise vouch for them after a power cut.
     """
     path = Path(path)
     if path.is_symlink():
@@ -50,6 +51,12 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp_path
         # mkstemp makes owner-only files; give the result the mode a plain open() would have.
         os.chmod(tmp_path, 0o666 & ~_umask())
+        if sync:
+            fd = os.open(tmp_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -57,11 +64,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(path, sync=True) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

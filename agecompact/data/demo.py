@@ -187,6 +187,13 @@ def _celebrities(rows: list[_Row]) -> dict:
     return {"celeb_names": names, "celeb_id": ids}
 
 
+def check_options(count: int, db: str = "wiki") -> None:
+    if count < MIN_COUNT:
+        raise UsageError(f"--count must be at least {MIN_COUNT} so every kind of bad row occurs")
+    if db not in ("wiki", "imdb"):
+        raise UsageError(f"the demo layout is wiki or imdb, not {db!r}")
+
+
 def generate(dest: str | os.PathLike = DEFAULT_DEST, count: int = DEFAULT_COUNT, seed: int = 0, *,
              force: bool = False, workers: int | None = None, progress=None, db: str = "wiki",
              unique_faces: int | None = None, size_range: tuple[int, int] = (90, 250)) -> DemoSummary:
@@ -200,10 +207,7 @@ def generate(dest: str | os.PathLike = DEFAULT_DEST, count: int = DEFAULT_COUNT,
     """
     import scipy.io
 
-    if count < MIN_COUNT:
-        raise UsageError(f"--count must be at least {MIN_COUNT} so every kind of bad row occurs")
-    if db not in ("wiki", "imdb"):
-        raise UsageError(f"the demo layout is wiki or imdb, not {db!r}")
+    check_options(count, db)
     dest = Path(dest)
     final = dest / f"{db}_crop"
     manifest_path = final / MANIFEST

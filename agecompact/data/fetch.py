@@ -88,9 +88,10 @@ def _demo(source: Source, *, dest, force, quiet, count, seed, **_) -> dict:
     from agecompact.data import demo
 
     target = source.destination(dest)
+    count = count if count is not None else demo.DEFAULT_COUNT
+    demo.check_options(count)  # before the progress bar, so an error is the only line
     with make_progress(quiet=quiet) as progress:
-        summary = demo.generate(target, count if count is not None else demo.DEFAULT_COUNT, seed, force=force,
-                                progress=progress)
+        summary = demo.generate(target, count, seed, force=force, progress=progress)
     return _report(source, "generated" if summary.created else "present", Path(summary.root), count=summary.count,
                    seed=summary.seed, mat=summary.mat, kinds=summary.kinds)
 

@@ -270,7 +270,7 @@ def write_filtered_csv(path: str | os.PathLike, meta: MatMeta, result: FilterRes
     from agecompact.fileio import atomic_path
 
     rows = np.flatnonzero(result.keep)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path, sync=True) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for i in rows:

@@ -176,7 +176,7 @@ def run(samples: Samples, transform, out: str | os.PathLike, *, img_size: int = 
     if samples.split is not None:
         arrays["split"] = samples.split[keep].astype(np.uint8)
     try:
-        with atomic_path(out) as tmp:
+        with atomic_path(out, sync=True) as tmp:
             count = write_npz(tmp, scratch, keep, arrays)
     finally:
         scratch.close()
