@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from agecompact.errors import AgecompactError, InputError
-from agecompact.fileio import atomic_path, atomic_write_bytes, is_utf8
+from agecompact.fileio import atomic_path, is_utf8
 from agecompact.predict.annotate import draw_faces
 from agecompact.predict.inputs import VIDEO_FOURCC, Item, Problem, read_image
 from agecompact.predict.pipeline import FaceResult, Predictor
@@ -94,7 +94,8 @@ def write_image(path: Path, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(path.suffix.lower(), image)
     if not ok:
         raise AgecompactError(f"{path}: could not encode the annotated image")
-    atomic_write_bytes(path, encoded.tobytes())
+    with atomic_path(path) as tmp:  # no fsync per image: annotated copies can be made again
+        tmp.write_bytes(encoded.tobytes())
 
 
 def opencv_path(path: Path) -> str:
