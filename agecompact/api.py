@@ -189,7 +189,7 @@ def load_model(source: str | os.PathLike, *, arch: str | None = None) -> AgeMode
     if path.is_dir():
         for candidate in ("best.msgpack", "last.msgpack"):
             if (path / candidate).is_file():
-                return load_model(path / candidate)
+                return load_model(path / candidate, arch=arch)
         raise InputError(f"{path}: no best.msgpack or last.msgpack in this folder (not a finished run?)")
     if path.is_file():
         if keras.is_hdf5(path):
@@ -197,6 +197,8 @@ def load_model(source: str | os.PathLike, *, arch: str | None = None) -> AgeMode
             model = AgeModel(module, meta)
         else:
             meta, state = modelfile.read(path)
+            if arch is not None and arch != meta.arch:
+                raise InputError(f"{path} holds a {meta.arch} model, not {arch}")
             model = AgeModel(model_from_state(meta, state, origin=str(path)), meta)
         model.path = path
         return model

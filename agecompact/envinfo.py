@@ -20,14 +20,27 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def device_info() -> dict[str, object]:
-    """The JAX backend and device names (imports jax)."""
+def default_platform() -> str:
+    """Where jitted code runs: the device chosen with ``jax_default_device`` (``bench --device``), else
+    JAX's default backend (which ignores that setting)."""
     import jax
 
-    devices = jax.devices()
+    device = jax.config.jax_default_device
+    if device is None:
+        return jax.default_backend()
+    return getattr(device, "platform", str(device))
+
+
+def device_info() -> dict[str, object]:
+    """The platform code runs on and its devices (imports jax)."""
+    import jax
+
+    platform_name = default_platform()
+    devices = jax.devices(platform_name)
+    chosen = jax.config.jax_default_device
     return {
-        "backend": jax.default_backend(),
+        "backend": platform_name,
         "device_count": len(devices),
-        "device_kind": devices[0].device_kind if devices else None,
+        "device_kind": getattr(chosen, "device_kind", None) or (devices[0].device_kind if devices else None),
         "cpu": platform.processor() or platform.machine(),
     }

@@ -124,11 +124,17 @@ def test_weights_rows_take_mae_from_results_files(cli, tmp_path):
     (["--runs", "/no/such/run"], 3),
     (["--model", "/no/such/model.msgpack"], 3),
     (["--device", "tpu"], 2),
+    (["--backend", "tensorrt"], 2),  # refused even though --no-timing never builds an engine
 ])
 def test_bad_input(cli, args, code):
     result = cli("bench", "table", "--no-timing", *args)
     assert result.exit_code == code
     assert "Traceback" not in result.stderr
+
+
+def test_gpu_timing_is_never_onnxruntime(cli):
+    result = cli("bench", "table", "--no-timing", "--device", "gpu", "--backend", "onnx")
+    assert result.exit_code == 2 and "onnxruntime backend runs on the CPU" in result.stderr
 
 
 def test_corrupt_eval_result_is_one_line(cli, tmp_path):

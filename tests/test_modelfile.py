@@ -95,6 +95,25 @@ def test_weights_of_another_architecture_are_rejected(tmp_path):
         agecompact.load_model(path)
 
 
+@pytest.mark.parametrize("field,value", [("pixel_range", 255), ("input_size", "64"), ("arch_kwargs", [1]),
+                                         ("margin", "wide")])
+def test_header_fields_of_the_wrong_type_are_rejected(tmp_path, field, value):
+    path = _model("c3ae").save(tmp_path / "m.msgpack")
+    doc = msgpack.unpackb(path.read_bytes(), raw=False)
+    doc["header"][field] = value
+    path.write_bytes(msgpack.packb(doc, use_bin_type=True))
+    with pytest.raises(InputError, match=f"bad model file header.*{field}"):
+        agecompact.load_model(path)
+
+
+def test_an_arch_that_contradicts_the_file_is_refused(tmp_path):
+    path = _model("c3ae").save(tmp_path / "best.msgpack")
+    assert agecompact.load_model(path, arch="c3ae").arch == "c3ae"
+    for source in (path, tmp_path):  # the file, and the run folder holding it
+        with pytest.raises(InputError, match="holds a c3ae model, not aec"):
+            agecompact.load_model(source, arch="aec")
+
+
 def test_unknown_architecture_in_header(tmp_path):
     model = _model("aec")
     model.meta.arch = "resnet50"

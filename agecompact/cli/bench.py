@@ -61,10 +61,7 @@ def _select_device(device: Device | None) -> dict:
             raise UsageError("--device gpu: JAX sees no GPU here (install agecompact[cuda])") from None
     elif device is Device.cpu:
         jax.config.update("jax_default_device", jax.devices("cpu")[0])
-    info = device_info()
-    if device is not None:
-        info.update(backend=device.value, device_kind=jax.config.jax_default_device.device_kind)
-    return info
+    return device_info()
 
 
 @bench_app.command("table")
@@ -89,14 +86,12 @@ def bench_table(
     from agecompact.bench.table import SpeedProbe, build_rows, render_markdown, render_rich, table_document
     from agecompact.console import print_json, stdout_console
     from agecompact.fileio import atomic_write_text
+    from agecompact.inference import resolve_backend
 
-    info = _select_device(device)
-    if device is Device.gpu and backend == "auto":
-        backend = "jax"
-    elif device is Device.cpu and backend == "auto":
-        from agecompact.inference import onnxruntime_available
-
-        backend = "onnx" if onnxruntime_available() else "jax"  # auto would pick JAX on a GPU machine
+    resolve_backend(backend)  # an unknown backend fails now, also with --no-timing
+    if device is Device.gpu and backend == "onnx":
+        raise UsageError("--device gpu times JAX; the onnxruntime backend runs on the CPU (use --device cpu)")
+    info = _select_device(device)  # "auto" then means JAX on a GPU, onnxruntime on the CPU
     probe = None if no_timing else SpeedProbe(backend=backend, runs=timing_runs,
                                                large_batch=large_batch, max_seconds=20.0)
     rows = build_rows(runs=runs or [], models=models or [], results=results or [], probe=probe)

@@ -74,9 +74,9 @@ def onnxruntime_available() -> bool:
 
 
 def _accelerator() -> bool:
-    import jax
+    from agecompact.envinfo import default_platform
 
-    return jax.default_backend() != "cpu"
+    return default_platform() != "cpu"
 
 
 def resolve_backend(backend: str = "auto") -> str:

@@ -11,12 +11,10 @@ class JaxEngine:
     backend = "jax"
 
     def __init__(self, model):
-        import jax
+        from agecompact.envinfo import default_platform
 
         self.model = model
-        device = jax.config.jax_default_device  # set by `bench --device`; else JAX's default backend
-        platform = getattr(device, "platform", device) if device is not None else jax.default_backend()
-        self.name = f"jax-{platform}"
+        self.name = f"jax-{default_platform()}"
 
     def __repr__(self) -> str:
         return f"JaxEngine(name={self.name!r}, model={self.model.name!r})"

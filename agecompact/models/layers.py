@@ -89,7 +89,9 @@ def set_conv_impl(name: str) -> None:
 
 def _use_chunked_conv() -> bool:
     if _conv_impl == "auto":
-        return jax.default_backend() == "cpu"
+        from agecompact.envinfo import default_platform
+
+        return default_platform() == "cpu"
     return _conv_impl == "chunked"
 
 

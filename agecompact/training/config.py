@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agecompact.errors import InputError, UsageError
+from agecompact.fieldtypes import typed_fields
 
 SCHEDULES = ("step", "constant", "cosine", "plateau")
 SHEAR_UNITS = ("radians", "degrees")
@@ -72,38 +73,7 @@ class TrainConfig:
         unknown = sorted(set(norm) - known)
         if unknown:
             raise UsageError(f"unknown training option(s): {', '.join(unknown)}")
-        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-        return cls(**{k: _typed(k, v, types[k]) for k, v in norm.items()})
-
-
-def _typed(name: str, value: Any, annotation: str) -> Any:
-    """``value`` checked against the field's annotation (as written above; JSON/TOML give the basic types),
-    so a wrong type in a config file is one usage error, not a crash deep in training."""
-    if value is None and "None" in annotation:
-        return None
-    kind = annotation.split("|")[0].strip()
-
-    def number(v: Any, integral: bool) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool) and (not integral or float(v).is_integer())
-
-    ok = {
-        "int": lambda v: number(v, True),
-        "float": lambda v: number(v, False),
-        "str": lambda v: isinstance(v, str),
-        "bool": lambda v: isinstance(v, bool),
-        "list[int]": lambda v: isinstance(v, list) and all(number(x, True) for x in v),
-        "list[float]": lambda v: isinstance(v, list) and all(number(x, False) for x in v),
-        "dict[str, Any]": lambda v: isinstance(v, dict),
-    }[kind](value)
-    if not ok:
-        raise UsageError(f"training option {name}: expected {annotation.replace('|', 'or')}, got {value!r}")
-    if kind == "int":
-        return int(value)
-    if kind == "float":
-        return float(value)
-    if kind.startswith("list["):
-        return [int(x) if kind == "list[int]" else float(x) for x in value]
-    return value
+        return cls(**typed_fields(cls, norm, UsageError, "training option"))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import msgpack
 
 from agecompact._version import __version__
 from agecompact.errors import InputError
+from agecompact.fieldtypes import typed_fields
 from agecompact.fileio import atomic_write_bytes
 
 FORMAT = "agecompact-model"
@@ -61,9 +62,7 @@ class ModelMeta:
     def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in known}
-        if "pixel_range" in kwargs:
-            kwargs["pixel_range"] = tuple(kwargs["pixel_range"])
-        return cls(**kwargs)
+        return cls(**typed_fields(cls, kwargs, ValueError, "header field"))
 
     @classmethod
     def for_arch(cls, arch: str, **overrides: Any) -> ModelMeta:
@@ -122,7 +121,11 @@ def decode(data: bytes, *, origin: str = "model file") -> tuple[ModelMeta, dict[
         state = serialization.msgpack_restore(body)
     except Exception:
         raise InputError(f"{origin}: weights could not be decoded (the file is corrupt)") from None
-    return ModelMeta.from_dict(header), state
+    try:
+        meta = ModelMeta.from_dict(header)
+    except ValueError as e:
+        raise InputError(f"{origin}: bad model file header ({e})") from None
+    return meta, state
 
 
 def read(path: str | os.PathLike) -> tuple[ModelMeta, dict[str, Any]]:
