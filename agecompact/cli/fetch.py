@@ -19,7 +19,7 @@ def fetch(
     dest: Annotated[Path | None, typer.Option(help="Folder to put it in (datasets: data/, demo: demo/, "
                                                    "weights: the .h5 download folder).")] = None,
     url: Annotated[str | None, typer.Option(help="Mirror URL to download from instead (http, https or "
-                                                 "file://); the checksum is still verified.")] = None,
+                                                 "file://); a known checksum is still verified.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Download / regenerate even if present.")] = False,
     count: Annotated[int | None, typer.Option(min=1, help="demo: number of images (default 2500).")] = None,
     seed: Annotated[int, typer.Option(help="demo: random seed (same seed, same files).")] = 0,
@@ -28,7 +28,7 @@ def fetch(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
 ) -> None:
-    """Download a dataset, released weights or a face detector (resumable, checksum-verified), or
+    """Download a dataset, released weights or a face detector (resumable; weights and detector checksum-verified, archives checked when extracted), or
     generate the offline demo dataset.
 
     Examples:

@@ -52,7 +52,7 @@ def predict(
     """Estimate the age of every face in images, folders or videos.
 
     Faces are cropped the way the model's training crops were made (margin, colour order and input size
-    come from the model file). C3AE context models get [outer, middle, inner] crops built around YuNet's
+    come from the model file). C3AE context models get three crops (outer, middle, inner) built around YuNet's
     nose landmark; with Haar or --detector none they get the single margin crop three times. Exit codes: 0 done (bad files among good ones are reported on stderr and
     skipped; images without faces are reported with 0 faces), 2 bad option, 3 model or inputs missing or
     nothing readable (or any bad input with --strict), 4 an image without a face with --strict.

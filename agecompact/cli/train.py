@@ -109,7 +109,7 @@ def train(
                                                      show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the model's recipe: 90 SSR-Net/AEC, "
                                                               "160 C3AE).", show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default: 128 on imdb, else 50).",
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default: SSR-Net/AEC 128 on imdb, else 50; C3AE 50).",
                                                    show_default=False)] = None,
     lr: Annotated[float | None, typer.Option(min=0.0, help="Initial learning rate (default: 1e-3; C3AE 2e-3).",
                                              show_default=False)] = None,
@@ -122,7 +122,7 @@ def train(
                                                             "own split, else 0.2.", show_default=False)] = None,
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="SSR-Net augmentation "
                                                  "(default: on).", show_default=False)] = None,
-    init_from: Annotated[str | None, typer.Option(help="Start from these weights (model file, run folder or "
+    init_from: Annotated[str | None, typer.Option(help="Start from these weights (model file, run folder, Keras .h5 or "
                                                        "pretrained name), e.g. IMDB -> WIKI.",
                                                   show_default=False)] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="Compute dtype: float32 (default) or bfloat16 "
