@@ -356,3 +356,21 @@ def test_names_that_are_not_utf8(cli, model_file, tmp_path):
     assert [rec["faces"] for rec in _jsonl(r.stdout)] == [1]
     assert "not UTF-8" in r.stderr
     assert os.listdir(bytes(tmp_path / "out")) == [b"caf\xe9.png"]
+
+
+def test_resume_skips_what_is_already_done(cli, model_file, tmp_path):
+    _folder(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ("predict", tmp_path / "in", "--model", model_file, "--detector", "none", "--json", "--out", out)
+    assert len(_jsonl(cli(*args).stdout)) == 3
+    (out / "b.jpg").unlink()  # as if the run had been stopped before b.jpg
+    kept = (out / "a.png").stat().st_mtime_ns
+    r = cli(*args, "--resume")
+    assert r.exit_code == 0, r.stderr
+    assert [Path(rec["file"]).name for rec in _jsonl(r.stdout)] == ["b.jpg"]
+    assert "2 of 3 input(s) already done" in r.stderr
+    assert (out / "b.jpg").is_file() and (out / "a.png").stat().st_mtime_ns == kept
+    r = cli(*args, "--resume")
+    assert r.exit_code == 0 and r.stdout == "" and "3 of 3" in r.stderr
+    r = cli("predict", tmp_path / "in", "--model", model_file, "--resume")
+    assert r.exit_code == 2 and "--resume needs --out" in _one_error_line(r)

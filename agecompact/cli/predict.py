@@ -47,6 +47,9 @@ def predict(
     strict: Annotated[bool, typer.Option(
         help="Fail (exit 3) if any input is unreadable, or (exit 4) if any image has no face.")] = False,
     recursive: Annotated[bool, typer.Option(help="Search folders recursively.")] = True,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="With --out: skip inputs whose annotated copy is already there (finishes an "
+        "interrupted run; their JSON lines are not printed again, so append: >> faces.jsonl).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes on stderr.")] = False,
 ) -> None:
     """Estimate the age of every face in images, folders or videos.
@@ -86,6 +89,16 @@ def predict(
     def note(message: str) -> None:
         if not quiet:
             err_console.print(message, markup=False, soft_wrap=True)
+
+    if resume:
+        if out is None:
+            raise UsageError("--resume needs --out: it skips inputs whose annotated copy is already there")
+        todo = [it for it in items if not output_path(out, it).exists()]  # copies appear only when complete
+        if len(todo) < len(items):
+            note(f"--resume: {len(items) - len(todo)} of {len(items)} input(s) already done in {out}")
+        if not todo:
+            return
+        items = todo
 
     def warn(path, message: str) -> None:
         text = message if message.startswith(str(path)) else f"{path}: {message}"
