@@ -33,8 +33,7 @@ def stdout_console() -> Console:
 
 def print_json(obj: Any) -> None:
     """Machine output: one JSON document on stdout, nothing else."""
-    sys.stdout.write(json.dumps(json_safe(obj), indent=2, default=_json_default, allow_nan=False) + "\n")
-    sys.stdout.flush()
+    _write_json(obj, indent=2)
 
 
 @contextlib.contextmanager
@@ -58,7 +57,11 @@ def native_stdout_to_stderr():
 
 
 def print_jsonl(obj: Any) -> None:
-    sys.stdout.write(json.dumps(json_safe(obj), default=_json_default, allow_nan=False) + "\n")
+    _write_json(obj, indent=None)
+
+
+def _write_json(obj: Any, indent: int | None) -> None:
+    sys.stdout.write(json.dumps(json_safe(obj), indent=indent, default=_json_default, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 

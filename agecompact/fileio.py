@@ -28,6 +28,14 @@ def _umask() -> int:
     return mask
 
 
+def check_replaceable(path: str | os.PathLike) -> None:
+    """An output may replace a regular file (or a link to one), never a folder, device or FIFO; commands
+    call this before long work so a bad ``--out`` fails at once."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path} exists and is not a regular file; refusing to replace it")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None, *, sync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
@@ -39,8 +47,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None, *, sync: boo
     path = Path(path)
     if path.is_symlink():
         path = path.resolve()  # replace what the link points at, as open() would, not the link
-    if path.exists() and not path.is_file():
-        raise UsageError(f"{path} exists and is not a regular file; refusing to replace it")
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ext = suffix if suffix is not None else "".join(path.suffixes[-1:])
     stem = path.stem if is_utf8(path.stem) else "tmp"  # OpenCV writers cannot open names that are not UTF-8

@@ -18,6 +18,7 @@ from agecompact.data.locate import filtered_csv_path, npz_path
 from agecompact.data.samples import Samples
 from agecompact.data.transforms import AecCrop, PlainResize
 from agecompact.errors import InputError, UsageError
+from agecompact.fileio import check_replaceable
 
 DATASETS = ("imdb", "wiki", "megaage", "utkface", "aaf")
 METHODS = ("ssrnet", "aec")
@@ -127,8 +128,8 @@ def build(db: str, *, root: str | os.PathLike | None = None, method: str = "ssrn
     check_choice(detector, ("auto", "yunet", "haar"), "detector")
     if csv is not None and db not in imdbwiki.DATABASES:
         raise UsageError("--csv only applies to --db imdb or --db wiki")
-    if out is not None and Path(out).is_dir():
-        raise UsageError(f"--out {out} is a folder; give the .npz file to write")
+    if out is not None:
+        check_replaceable(out)
     if db in imdbwiki.DATABASES:
         samples = imdbwiki_samples(db, root=root, csv=csv, method=method, quiet=quiet)
     elif db == "utkface":

@@ -328,15 +328,15 @@ def run_filter(db: str, *, root: str | os.PathLike | None = None, mat: str | os.
                rules: str = "ssrnet", min_score: float = 1.0, out: str | os.PathLike | None = None) -> dict:
     """Read the ``.mat``, apply ``rules``, write the kept rows as CSV plus a JSON of where they came from."""
     from agecompact.data.locate import filtered_csv_path
-    from agecompact.fileio import atomic_write_json
+    from agecompact.fileio import atomic_write_json, check_replaceable
 
     check_db(db)
     if rules not in RULES:
         raise UsageError(f"unknown rule set {rules!r}: choose {' or '.join(RULE_SETS)}")
     if math.isnan(min_score):
         raise UsageError("--min-score must be a number (or -inf to keep every face score), not nan")
-    if out is not None and Path(out).is_dir():
-        raise UsageError(f"--out {out} is a folder; give the .csv file to write")
+    if out is not None:
+        check_replaceable(out)
     mat_path, image_root = find_mat(db, root, mat)
     meta = load_mat(mat_path, db)
     result = apply_rules(meta, rules, min_score)
