@@ -181,6 +181,7 @@ def load_model(source: str | os.PathLike, *, arch: str | None = None) -> AgeMode
     * an agecompact model file (``.msgpack``),
     * a released Keras ``.h5``/``.hdf5`` (architecture detected from its layers, or ``arch=``),
     * a training run folder (its ``best.msgpack``, else ``last.msgpack``),
+    * a model of the zoo shipped in the package (``"default"``, ``"tiny"``),
     * a pretrained name fetched earlier with ``agecompact fetch NAME`` (e.g. ``"ssrnet-wiki"``).
     """
     from agecompact.weights import keras, modelfile
@@ -207,7 +208,11 @@ def load_model(source: str | os.PathLike, *, arch: str | None = None) -> AgeMode
 
 def _load_pretrained(name: str) -> AgeModel:
     from agecompact.pretrained import PRETRAINED, cached_model_path
+    from agecompact.zoo import zoo_model_path
 
+    shipped = zoo_model_path(name)
+    if shipped is not None:
+        return load_model(shipped)
     cached = cached_model_path(name)
     if cached.is_file():
         return load_model(cached)
