@@ -39,14 +39,52 @@ def test_mat_has_the_real_struct_and_types(demo_set):
                                      "face_score", "second_face_score"}
     for name in wiki.dtype.names:
         assert wiki[name].shape == (1, 120), name
-    assert wiki["dob"].dtype == np.float64 and wiki["gender"].dtype == np.float64
-    assert wiki["photo_taken"].dtype.kind in "iu"
+    # the classes scipy reads from the real file (MATLAB stores integral doubles compactly)
+    assert wiki["dob"].dtype == np.int32 and wiki["photo_taken"].dtype == np.uint16
+    assert wiki["gender"].dtype == np.float64 and wiki["face_score"].dtype == np.float64
     assert wiki["full_path"].dtype == object and isinstance(wiki["full_path"][0][0][0], str)
-    assert wiki["face_location"][0][0].shape == (1, 4)
+    cells = wiki["face_location"][0]
+    assert {c.shape for c in cells} == {(1, 4)}
+    assert {c.dtype for c in cells} == {np.dtype(np.float64), np.dtype(np.uint8), np.dtype(np.uint16)}
+    names = [c.reshape(-1)[0] if c.size else "" for c in wiki["name"][0]]
+    assert "" in names and any(n and not n.isascii() for n in names)
     gender, score, second = wiki["gender"][0], wiki["face_score"][0], wiki["second_face_score"][0]
     assert np.isnan(gender).any() and set(gender[~np.isnan(gender)]) == {0.0, 1.0}
     assert np.isneginf(score).any() and ((score > 0) & (score < 1)).any()
     assert np.isnan(second).mean() > 0.8 and (second > 0).any() and (second <= 0).any()
+
+
+def test_mat_is_compressed_like_the_real_file(demo_set):
+    raw = (demo_set[0] / "wiki_crop" / "wiki.mat").read_bytes()
+    assert raw.startswith(b"MATLAB 5.0 MAT-file") and raw[126:128] == b"IM"
+    assert int.from_bytes(raw[128:132], "little") == 15  # miCOMPRESSED: the struct is one zlib element
+    content = scipy.io.loadmat(str(demo_set[0] / "wiki_crop" / "wiki.mat"))
+    assert [k for k in content if not k.startswith("__")] == ["wiki"]
+
+
+def test_rule_shares_follow_the_real_wiki_mat(tmp_path):
+    """At the default size the per-rule table has the real file's proportions (19,335 / 4,070 / 49 / 736
+    of 62,328, kept 38,138), and the ssrnet and aec rules differ only by the labelled synthetic extras."""
+    rows = demo._plan(demo.DEFAULT_COUNT, 0)
+    mat = tmp_path / "wiki.mat"
+    scipy.io.savemat(str(mat), {"wiki": demo._metadata_struct(rows, "wiki", 0)}, do_compression=True)
+    meta = imdbwiki.load_mat(mat, "wiki")
+    real = {"face_score": 19_335, "second_face": 4_070, "age_range": 49, "gender": 736}
+    ssr = imdbwiki.apply_rules(meta, "ssrnet")
+    for step in ssr.steps:
+        share, want = step["dropped"] / len(rows), real[step["rule"]] / 62_328
+        assert abs(share - want) < 0.1 * want + 0.001, (step, want)
+    assert abs(ssr.keep.mean() - 38_138 / 62_328) < 0.01
+    aec = imdbwiki.apply_rules(meta, "aec")
+    extras = [r.kind for r in rows if r.kind in demo.SYNTHETIC_EXTRAS]
+    assert 1 <= len(extras) <= 0.002 * len(rows)
+    assert ssr.keep.sum() - aec.keep.sum() == len(extras)
+    shares = {"no_face": 0.289, "low_score": 0.021, "gender_nan": 0.042}
+    for flag, want in shares.items():
+        got = np.mean([flag in demo.row_flags(r.kind) for r in rows])
+        assert abs(got - want) < 0.1 * want, (flag, got, want)
+    ages = imdbwiki.calc_age(meta.dob, meta.photo_taken)
+    assert abs((ages < 0).mean() - 0.021) < 0.003 and abs((ages > 100).mean() - 0.008) < 0.002
 
 
 def test_bad_cases_are_present(demo_set):

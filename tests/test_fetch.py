@@ -222,7 +222,7 @@ def test_tar_cut_between_members_is_refused(tmp_path, mode):
     assert len(dl.extract_tar(whole, tmp_path / "dest", quiet=True)) == 1  # the intact archive extracts
 
 
-def test_fetch_of_a_cut_archive_fails_and_keeps_it(cli, tmp_path):
+def test_fetch_of_a_cut_archive_fails_and_removes_it(cli, tmp_path):
     from agecompact.data.demo import generate
 
     generate(tmp_path / "src", count=40, seed=3)
@@ -235,8 +235,8 @@ def test_fetch_of_a_cut_archive_fails_and_keeps_it(cli, tmp_path):
     result = cli("fetch", "wiki", "--url", (tmp_path / "cut.tar").as_uri(), "--dest", dest, "--quiet")
     assert result.exit_code == 3
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
-    assert "truncated" in result.stderr and "--force" in result.stderr
-    assert (dest / "wiki_crop.tar").is_file() and not (dest / "wiki_crop").exists()
+    assert "truncated" in result.stderr and "archive was deleted" in result.stderr
+    assert os.listdir(dest) == []  # neither the rejected archive nor its record stays to be reused
     garbage = tmp_path / "garbage.tar"
     garbage.write_bytes(b"not a tar at all" * 50)
     result = cli("fetch", "wiki", "--url", garbage.as_uri(), "--dest", tmp_path / "g", "--quiet")

@@ -49,6 +49,20 @@ def _next_free(base: Path) -> Path:
         i += 1
 
 
+def _check_explicit_out(out: Path, *, exist_ok: bool) -> None:
+    """An explicit ``--out`` is used as given, never renumbered: a file (or a link, FIFO, ...) is refused, a
+    folder that holds anything is refused unless ``--exist-ok`` starts it over (``--resume`` continues it)."""
+    from agecompact.errors import UsageError
+
+    if out.is_symlink() and not out.exists():
+        raise UsageError(f"--out {out} is a dangling link; refusing to train into it")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder; refusing to train into it")
+    if out.is_dir() and not exist_ok and any(out.iterdir()):
+        raise UsageError(f"--out {out} already holds files; pass --resume to continue the run in it or "
+                         "--exist-ok to start it over")
+
+
 def _latest_existing(base: Path) -> Path | None:
     found = [base] if base.is_dir() else []
     found += sorted((p for p in base.parent.glob(f"{base.name}-*") if p.name[len(base.name) + 1:].isdigit()),
@@ -129,7 +143,8 @@ def train(
                                               "(mixed precision, for GPUs).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest "
                                          "checkpoint.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<model>-<db>, numbered if taken).",
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<model>-<db>, numbered if taken; an "
+                                                  "explicit --out is used as given, never renumbered).",
                                              show_default=False)] = None,
     exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Reuse --out even if it holds a run (starts it "
                                            "over).")] = False,
@@ -177,8 +192,12 @@ def train(
         else:
             if not cfg.db:
                 raise UsageError("missing --db (a dataset name in data/ or a .npz path)")
-            base = out if out is not None else RUNS_DIR / f"{cfg.model}-{_db_label(cfg.db)}"
-            workdir = base if exist_ok else _next_free(base)
+            if out is not None:
+                _check_explicit_out(out, exist_ok=exist_ok)
+                workdir = out
+            else:
+                base = RUNS_DIR / f"{cfg.model}-{_db_label(cfg.db)}"
+                workdir = base if exist_ok else _next_free(base)
         if distributed:
             workdir = _same_workdir_everywhere(workdir)
         if resume:

@@ -52,14 +52,13 @@ def _byte_progress(quiet: bool):
         BarColumn,
         DownloadColumn,
         Progress,
-        TextColumn,
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
 
-    from agecompact.console import err_console
+    from agecompact.console import DescriptionColumn, err_console
 
-    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(),
+    return Progress(DescriptionColumn(), BarColumn(), DownloadColumn(),
                     TransferSpeedColumn(), TimeRemainingColumn(), console=err_console, disable=quiet)
 
 
@@ -73,10 +72,41 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, si
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    if force and part.exists():
-        part.unlink()
+    marker = part_marker(dest)
+    if part.exists() and (force or _read_text(marker) != url):
+        part.unlink()  # bytes from another URL (or of unknown origin) are never resumed
     label = label or dest.name
     scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("file", "http", "https"):
+        raise DownloadError(f"unsupported URL scheme in {url!r} (use http, https or file)")
+    from agecompact.fileio import atomic_write_text
+
+    atomic_write_text(marker, url)
+    try:
+        _fetch_to_part(url, part, size, quiet, retries, timeout, label, scheme)
+        _verify(part, url, sha256, size)
+        os.replace(part, dest)
+    finally:
+        if not part.exists():  # placed, or nothing worth resuming: the marker goes too
+            marker.unlink(missing_ok=True)
+    return dest
+
+
+def part_marker(dest: str | os.PathLike) -> Path:
+    """Beside ``<dest>.part``: the URL its bytes came from, so a resume never mixes two sources."""
+    dest = Path(dest)
+    return dest.with_name(dest.name + ".part.url")
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _fetch_to_part(url: str, part: Path, size: int | None, quiet: bool, retries: int, timeout: float,
+                   label: str, scheme: str) -> None:
     with _byte_progress(quiet) as progress:
         task = progress.add_task(f"fetch {label}", total=size)
         if scheme == "file":
@@ -95,11 +125,6 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, si
                                             f"{have} bytes kept in {part}, run the command again to resume"
                                             ) from None
                     time.sleep(min(0.2 * 2 ** attempt, 5.0))
-        else:
-            raise DownloadError(f"unsupported URL scheme in {url!r} (use http, https or file)")
-    _verify(part, url, sha256, size)
-    os.replace(part, dest)
-    return dest
 
 
 class _Retryable(Exception):
@@ -231,11 +256,12 @@ def check_end_of_archive(tar: tarfile.TarFile, archive: Path) -> None:
 
 
 def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike, *, quiet: bool = False,
-                force: bool = False) -> list[Path]:
+                force: bool = False, require: str | None = None) -> list[Path]:
     """Extract ``archive`` into ``dest`` safely and atomically per top-level entry.
 
     Everything is unpacked into a hidden folder inside ``dest`` first and only then moved into place, so an
-    interrupted extraction never leaves a half-filled dataset folder. Returns the top-level paths created.
+    interrupted extraction never leaves a half-filled dataset folder. ``require`` names a regular file the
+    archive must hold (checked before anything is extracted). Returns the top-level paths created.
     """
     from agecompact.console import make_progress
 
@@ -249,7 +275,14 @@ def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike, *, quiet: b
             members = tar.getmembers()
             check_tar_members(members, archive.name)
             check_end_of_archive(tar, archive)
+            if require is not None and not any(m.isfile() and PurePosixPath(m.name).as_posix() == require
+                                               for m in members):
+                raise CorruptArchiveError(f"{archive.name} holds no {require}; is it the right archive?")
             tops = sorted({PurePosixPath(m.name).parts[0] for m in members if PurePosixPath(m.name).parts})
+            own = [t for t in tops if t.startswith((archive.name, staging.name))]
+            if own:  # the archive itself, its .part, URL marker or record, or the staging folder
+                raise UnsafeArchiveError(f"{archive.name}: refusing member {own[0]!r} (would replace the "
+                                         "archive's own files)")
             clashes = [t for t in tops if (dest / t).exists() or (dest / t).is_symlink()]
             if clashes and not force:
                 raise InputError(f"{dest / clashes[0]} already exists; pass --force to replace it")

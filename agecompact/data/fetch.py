@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from agecompact.data.download import CorruptArchiveError, download, extract_tar, sha256_of
+from agecompact.data.download import CorruptArchiveError, UnsafeArchiveError, download, extract_tar, sha256_of
 from agecompact.data.sources import Source
-from agecompact.errors import InputError, UsageError
+from agecompact.errors import UsageError
 
 
 def fetch(source: Source, *, dest: str | os.PathLike | None = None, url: str | None = None, force: bool = False,
@@ -34,18 +35,56 @@ def _dataset(source: Source, *, dest, url, force, quiet, keep_archive, **_) -> d
     if mat.is_file() and not force:
         return _report(source, "present", crop)
     archive = root / (source.filename or f"{source.name}.tar")
-    if not archive.is_file() or force:
-        download(url or source.url, archive, sha256=source.sha256, size=source.size, force=force, quiet=quiet,
+    wanted = url or source.url
+    if force or not cached_archive_matches(archive, wanted, source):
+        discard_archive(archive)  # another URL's, unverified or damaged: never reused
+        download(wanted, archive, sha256=source.sha256, size=source.size, force=force, quiet=quiet,
                  label=archive.name)
+        _write_archive_record(archive, wanted)
     try:
-        extract_tar(archive, root, quiet=quiet, force=force)
-    except CorruptArchiveError as e:
-        raise CorruptArchiveError(f"{e}; `agecompact fetch {source.name} --force` downloads it again") from None
-    if not mat.is_file():
-        raise InputError(f"{archive.name} did not contain {crop.name}/{mat.name}; is it the right archive?")
+        extract_tar(archive, root, quiet=quiet, force=force, require=f"{crop.name}/{mat.name}")
+    except (CorruptArchiveError, UnsafeArchiveError) as e:
+        discard_archive(archive)  # rejected: a later fetch must not find it again
+        raise type(e)(f"{e}; the archive was deleted (run the command again to download it afresh)") from None
     if not keep_archive:
-        archive.unlink()
-    return _report(source, "downloaded", crop, url=url or source.url)
+        discard_archive(archive)
+    return _report(source, "downloaded", crop, url=wanted)
+
+
+def archive_record(archive: Path) -> Path:
+    """``<archive>.source.json``: the URL, size and sha256 of a downloaded archive, checked before reuse."""
+    return archive.with_name(archive.name + ".source.json")
+
+
+def _write_archive_record(archive: Path, url: str) -> None:
+    from agecompact.fileio import atomic_write_json
+
+    atomic_write_json(archive_record(archive), {"url": url, "size": archive.stat().st_size,
+                                                "sha256": sha256_of(archive)})
+
+
+def cached_archive_matches(archive: Path, url: str, source: Source) -> bool:
+    """True only for an archive downloaded from ``url`` whose size and sha256 are still the recorded ones
+    (and the source's own, where it publishes them)."""
+    if not archive.is_file() or archive.is_symlink():
+        return False
+    try:
+        record = json.loads(archive_record(archive).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or record.get("url") != url:
+        return False
+    size = archive.stat().st_size
+    if record.get("size") != size or (source.size is not None and source.size != size):
+        return False
+    digest = sha256_of(archive)
+    return record.get("sha256") == digest and (source.sha256 is None or source.sha256.lower() == digest)
+
+
+def discard_archive(archive: Path) -> None:
+    for p in (archive, archive_record(archive)):
+        if p.is_file() or p.is_symlink():
+            p.unlink()
 
 
 def _detector(source: Source, *, dest, url, force, quiet, **_) -> dict:

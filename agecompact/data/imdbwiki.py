@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from agecompact.errors import InputError, UsageError
+from agecompact.fileio import is_utf8
 
 DATABASES = ("imdb", "wiki")
 NUMERIC_FIELDS = ("dob", "photo_taken", "gender", "face_score", "second_face_score")
@@ -121,6 +122,8 @@ def load_mat(path: str | os.PathLike, db: str) -> MatMeta:
             raise InputError(f"{path}: field {name!r} should be a 1xN row, got shape {value.shape}")
         columns[name] = value
     n = len(columns["full_path"])
+    if n == 0:
+        raise InputError(f"{path}: the {db!r} struct holds no rows; nothing to filter")
     bad = [f"{k} ({len(v)})" for k, v in columns.items() if len(v) != n]
     if bad:
         raise InputError(f"{path}: fields differ in length: full_path has {n} entries but {', '.join(bad)}")
@@ -145,6 +148,8 @@ def _cell_strings(cell: np.ndarray, path: Path) -> list[str]:
             value = value.reshape(-1)[0]
         if not isinstance(value, str) or not value:
             raise InputError(f"{path}: full_path entry {i} is not a file name")
+        if "\0" in value or not is_utf8(value):
+            raise InputError(f"{path}: full_path entry {i} is not a usable file name ({value!r})")
         out.append(value)
     return out
 
@@ -226,7 +231,8 @@ def _age_out_of_range(m: MatMeta, age: np.ndarray, min_score: float) -> np.ndarr
 
 
 def _gender_unknown(m: MatMeta, age: np.ndarray, min_score: float) -> np.ndarray:
-    return np.isnan(m.gender)
+    # the real files hold 0, 1 and NaN only; anything else (inf, 0.5, 7) is no gender label either
+    return ~np.isin(m.gender, (0.0, 1.0))
 
 
 RULES: dict[str, tuple[Rule, ...]] = {
@@ -234,13 +240,13 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule("face_score", "face_score < min_score (no face or a weak one)", _low_score),
         Rule("second_face", "second_face_score > 0 (another face in the crop)", _second_face_positive),
         Rule("age_range", "age outside 0..100 (broken dob or photo year)", _age_out_of_range),
-        Rule("gender", "gender unknown (NaN)", _gender_unknown),
+        Rule("gender", "gender unknown (NaN, or not 0/1)", _gender_unknown),
     ),
     "aec": (
         Rule("face_score", "face_score < min_score (no face or a weak one)", _low_score),
         Rule("second_face", "any second face detected (second_face_score not NaN)", _second_face_any),
         Rule("age_range", "age outside 0..100 (broken dob or photo year)", _age_out_of_range),
-        Rule("gender", "gender unknown (NaN)", _gender_unknown),
+        Rule("gender", "gender unknown (NaN, or not 0/1)", _gender_unknown),
     ),
 }
 
@@ -340,7 +346,14 @@ def run_filter(db: str, *, root: str | os.PathLike | None = None, mat: str | os.
     mat_path, image_root = find_mat(db, root, mat)
     meta = load_mat(mat_path, db)
     result = apply_rules(meta, rules, min_score)
+    if not result.keep.any():
+        drops = ", ".join(f"{s['rule']} {s['dropped']}" for s in result.steps if s["dropped"])
+        raise InputError(f"{mat_path}: no row of {result.total} passes the {rules} rules (dropped: {drops}); "
+                         "nothing written")
     out = Path(out) if out is not None else filtered_csv_path(db)
+    for written in (out, filter_sidecar(out)):
+        if written.exists() and written.resolve() == mat_path.resolve():
+            raise UsageError(f"--out {out} would overwrite the metadata file {mat_path}")
     kept = write_filtered_csv(out, meta, result)
     summary = {
         "db": db,
