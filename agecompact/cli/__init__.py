@@ -11,6 +11,7 @@ from agecompact.cli import (  # noqa: F401, I001  (registration side effects, in
     eval,
     bench,
     predict,
+    serve,
     export,
     info,
 )
