@@ -10,11 +10,12 @@ from typing import Annotated, TypeVar
 import typer
 
 from agecompact._version import __version__
+from agecompact.cli._command import App
 from agecompact.errors import AgecompactError, NotAvailableError
 
 F = TypeVar("F", bound=Callable)
 
-app = typer.Typer(
+app = App(
     name="agecompact",
     help="Tiny, fast, reproducible face-age estimation: SSR-Net, C3AE and AEC in JAX/Flax.",
     no_args_is_help=True,

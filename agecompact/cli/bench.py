@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 
 from agecompact.cli._app import app, handle_errors
+from agecompact.cli._command import App
 from agecompact.errors import UsageError
 
-bench_app = typer.Typer(
+bench_app = App(
     help="Measure models: parameters and FLOPs, speed, and the seed comparison table.",
     no_args_is_help=True,
 )
@@ -71,7 +72,7 @@ def bench_table(
     models: Annotated[list[str] | None, typer.Option("--model", help="Other models to add (Keras .h5, model file, pretrained name).")] = None,
     results: Annotated[list[Path] | None, typer.Option("--results", help="Eval result JSON files for --model rows.")] = None,
     device: Annotated[Device | None, typer.Option(help="Where to time: cpu (onnxruntime when installed) or gpu (JAX).")] = None,
-    backend: Annotated[str, typer.Option(help="Inference backend for the timing: auto, jax or onnx.")] = "auto",
+    backend: Annotated[str, typer.Option(metavar="auto|jax|onnx", help="Inference backend for the timing: auto, jax or onnx.")] = "auto",
     no_timing: Annotated[bool, typer.Option("--no-timing", help="Skip the speed columns.")] = False,
     timing_runs: Annotated[int, typer.Option("--timing-runs", min=3, help="Timed batch-1 calls per model.")] = 200,
     large_batch: Annotated[int, typer.Option("--large-batch", min=1, help="Batch for the throughput column.")] = 256,
@@ -109,8 +110,8 @@ def bench_table(
 def bench_speed(
     models: Annotated[list[str] | None, typer.Option("--model", help="Architectures to time (default: all age models).")] = None,
     batch_sizes: Annotated[list[int] | None, typer.Option("--batch-size", min=1, help="Batch sizes (repeatable).")] = None,
-    dtypes: Annotated[list[str] | None, typer.Option("--dtype", help="float32 and/or bfloat16.")] = None,
-    what: Annotated[list[str] | None, typer.Option("--what", help="forward and/or train (the optimiser step).")] = None,
+    dtypes: Annotated[list[str] | None, typer.Option("--dtype", metavar="float32|bfloat16", help="float32 and/or bfloat16.")] = None,
+    what: Annotated[list[str] | None, typer.Option("--what", metavar="forward|train", help="forward and/or train (the optimiser step).")] = None,
     device: Annotated[Device | None, typer.Option(help="cpu or gpu (default: JAX's default device).")] = None,
     runs: Annotated[int, typer.Option(min=3, help="Timed runs per configuration (after warm-up).")] = 30,
     max_seconds: Annotated[float, typer.Option(help="Stop timing one configuration after this long.")] = 10.0,

@@ -18,11 +18,11 @@ VERIFY_TOLERANCE = 1e-3  # years (or gender score); observed differences are ~1e
 @handle_errors
 def export(
     model: Annotated[str, typer.Argument(help="Model file, Keras .h5, run folder or pretrained name.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="Output format: onnx.")] = "onnx",
+    format: Annotated[str, typer.Option("--format", "-f", metavar="onnx", help="Output format: onnx.")] = "onnx",
     out: Annotated[str | None, typer.Option(
         "--out", "-o", help="Output file (a folder: <name>.onnx inside it). Default: ./<model name>.onnx.")] = None,
     input_dtype: Annotated[str, typer.Option(
-        "--input-dtype", help="Pixel type of the graph's input: uint8 or float32 (both BGR 0..255).")] = "uint8",
+        "--input-dtype", metavar="uint8|float32", help="Pixel type of the graph's input: uint8 or float32 (both BGR 0..255).")] = "uint8",
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (13 or newer; default 17).")] = None,
     verify: Annotated[bool, typer.Option(
         "--verify/--no-verify", help="Check onnxruntime against JAX on 16 random faces before writing.")] = True,

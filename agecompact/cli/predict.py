@@ -26,7 +26,7 @@ def predict(
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Write annotated copies here (names mirror the inputs).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line per face on stdout.")] = False,
-    detector: Annotated[str, typer.Option(
+    detector: Annotated[str, typer.Option(metavar="auto|yunet|haar|none",
         help="auto (YuNet if its model is available, else Haar), yunet, haar, or none for "
         "already-cropped faces.")] = "auto",
     detector_model: Annotated[Path | None, typer.Option(
@@ -36,12 +36,12 @@ def predict(
     margin: Annotated[float | None, typer.Option(
         min=0.0, help="Override the crop margin stored in the model file (fraction of the box per side).",
         show_default="from the model")] = None,
-    color_order: Annotated[str | None, typer.Option(
+    color_order: Annotated[str | None, typer.Option(metavar="BGR|RGB",
         help="Override the channel order stored in the model file (BGR or RGB).",
         show_default="from the model")] = None,
     every: Annotated[int, typer.Option(min=1, help="Videos: estimate on every Nth frame.")] = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Faces per forward pass.")] = 64,
-    backend: Annotated[str, typer.Option(
+    backend: Annotated[str, typer.Option(metavar="auto|jax|onnx",
         help="Inference backend: auto (JAX on an accelerator, else onnxruntime if installed, else JAX), "
         "jax or onnx.")] = "auto",
     strict: Annotated[bool, typer.Option(
