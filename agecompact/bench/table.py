@@ -73,8 +73,10 @@ def _model_file_bytes(model) -> int:
 class SpeedProbe:
     """Measures ms/face at batch 1 and faces/s at a large batch once per architecture."""
 
-    def __init__(self, *, backend: str, runs: int, large_batch: int, max_seconds: float):
+    def __init__(self, *, backend: str, runs: int, large_batch: int, max_seconds: float,
+                 quantize: str | None = None):
         self.backend = backend
+        self.quantize = quantize
         self.runs, self.large_batch, self.max_seconds = runs, large_batch, max_seconds
         self._cache: dict[str, dict[str, Any]] = {}
         self.engine_name: str | None = None
@@ -87,7 +89,7 @@ class SpeedProbe:
 
         if model.arch in self._cache:
             return self._cache[model.arch]
-        engine = get_engine(model, self.backend)
+        engine = get_engine(model, self.backend, quantize=self.quantize)
         self.engine_name = engine.name
         rng = np.random.default_rng(0)
         one = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)

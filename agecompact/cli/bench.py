@@ -73,6 +73,8 @@ def bench_table(
     results: Annotated[list[Path] | None, typer.Option("--results", help="Eval result JSON files for --model rows.")] = None,
     device: Annotated[Device | None, typer.Option(help="Where to time: cpu (onnxruntime when installed) or gpu (JAX).")] = None,
     backend: Annotated[str, typer.Option(metavar="auto|jax|onnx", help="Inference backend for the timing: auto, jax or onnx.")] = "auto",
+    quantize: Annotated[str | None, typer.Option(
+        "--quantize", metavar="int8", help="int8: time the statically quantised onnxruntime graph.")] = None,
     no_timing: Annotated[bool, typer.Option("--no-timing", help="Skip the speed columns.")] = False,
     timing_runs: Annotated[int, typer.Option("--timing-runs", min=3, help="Timed batch-1 calls per model.")] = 200,
     large_batch: Annotated[int, typer.Option("--large-batch", min=1, help="Batch for the throughput column.")] = 256,
@@ -90,11 +92,16 @@ def bench_table(
     from agecompact.inference import resolve_backend
 
     resolve_backend(backend)  # an unknown backend fails now, also with --no-timing
+    from agecompact.export.quantize import check_mode
+
+    quantize = check_mode(quantize)
+    if quantize is not None and (device is Device.gpu or resolve_backend(backend) != "onnx"):
+        raise UsageError(f"--quantize {quantize} times onnxruntime on the CPU: use --backend onnx")
     if device is Device.gpu and backend == "onnx":
         raise UsageError("--device gpu times JAX; the onnxruntime backend runs on the CPU (use --device cpu)")
     info = _select_device(device)  # "auto" then means JAX on a GPU, onnxruntime on the CPU
-    probe = None if no_timing else SpeedProbe(backend=backend, runs=timing_runs,
-                                               large_batch=large_batch, max_seconds=20.0)
+    probe = None if no_timing else SpeedProbe(backend=backend, runs=timing_runs, large_batch=large_batch,
+                                               max_seconds=20.0, quantize=quantize)
     rows = build_rows(runs=runs or [], models=models or [], results=results or [], probe=probe)
     doc = table_document(rows, probe, info)
     if markdown is not None:

@@ -36,6 +36,9 @@ def eval_(
                                              "run, else test if the dataset has a split, else all.")
                      ] = SplitName.auto,
     backend: Annotated[Backend, typer.Option(case_sensitive=False, help="Inference engine.")] = Backend.auto,
+    quantize: Annotated[str | None, typer.Option(
+        "--quantize", help="int8: run the statically quantised graph on onnxruntime (built once per weights and cached "
+        "beside the float export; see `agecompact export --quantize`).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 256,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write an error-by-age chart (PNG) here.",
@@ -63,7 +66,7 @@ def eval_(
         raise UsageError(f"--plot must name a .png file, got {plot}")
     with make_progress(quiet=quiet or json_out, transient=True) as progress:
         result = evaluate(model, db, split=split.value, backend=backend.value, batch_size=batch_size,
-                          progress=progress)
+                          progress=progress, quantize=quantize)
     summary = result.summary
     if out is not None:
         atomic_write_json(out, summary)

@@ -44,6 +44,9 @@ def predict(
     backend: Annotated[str, typer.Option(metavar="auto|jax|onnx",
         help="Inference backend: auto (JAX on an accelerator, else onnxruntime if installed, else JAX), "
         "jax or onnx.")] = "auto",
+    quantize: Annotated[str | None, typer.Option(
+        "--quantize", help="int8: run the statically quantised graph on onnxruntime (built once per weights and cached "
+        "beside the float export; see `agecompact export --quantize`).")] = None,
     strict: Annotated[bool, typer.Option(
         help="Fail (exit 3) if any input is unreadable, or (exit 4) if any image has no face.")] = False,
     recursive: Annotated[bool, typer.Option(help="Search folders recursively.")] = True,
@@ -68,6 +71,11 @@ def predict(
     if detector not in ("auto", "yunet", "haar", "none"):
         raise UsageError(f"unknown detector {detector!r}: choose auto, yunet, haar or none")
     resolve_backend(backend)  # an unknown or unavailable backend fails here, before any work
+    from agecompact.export.quantize import check_mode
+
+    quantize = check_mode(quantize)
+    if quantize is not None and resolve_backend(backend) != "onnx":
+        raise UsageError(f"--quantize {quantize} runs on onnxruntime: use --backend onnx (or auto on a CPU)")
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
 
@@ -117,7 +125,8 @@ def predict(
     kind = "yunet" if detector == "auto" and detector_model is not None else detector
     face_detector = create_detector(kind, model_path=detector_model, score_threshold=min_score)
     predictor = Predictor(age_model, detector=face_detector, gender_model=sex_model, backend=backend,
-                          batch_size=batch_size, margin=margin, color_order=color_order, min_score=min_score)
+                          batch_size=batch_size, margin=margin, color_order=color_order, min_score=min_score,
+                          quantize=quantize)
 
     if detector == "auto" and face_detector.name == "haar":
         note("note: YuNet model not found (run `agecompact fetch yunet` or pass --detector-model); "

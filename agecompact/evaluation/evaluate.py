@@ -82,7 +82,7 @@ def select_rows(ds, split: str, run: Path | None, usable: np.ndarray | None = No
     return split, rows[ds.split[rows] == want]
 
 
-def _engine(model, backend: str):
+def _engine(model, backend: str, quantize: str | None = None):
     try:
         from agecompact.inference import get_engine
     except ImportError:
@@ -97,7 +97,7 @@ def _engine(model, backend: str):
                 return model.predict(images, batch_size=batch_size)
 
         return _Plain()
-    return get_engine(model, backend=backend)
+    return get_engine(model, backend=backend, quantize=quantize)
 
 
 @dataclass
@@ -108,7 +108,8 @@ class Evaluation:
 
 
 def evaluate(model_source: str | Path, db: str | Path, *, split: str = "auto", backend: str = "auto",
-             batch_size: int = 256, progress=None, write_run_result: bool = True) -> Evaluation:
+             batch_size: int = 256, progress=None, write_run_result: bool = True,
+             quantize: str | None = None) -> Evaluation:
     """Predict ``split`` of ``db`` with ``model_source`` and compute the metrics (see module docstring)."""
     from agecompact.api import load_model
     from agecompact.data.locate import resolve_npz
@@ -131,7 +132,7 @@ def evaluate(model_source: str | Path, db: str | Path, *, split: str = "auto", b
     else:
         usable, labels = None, ds.age
     split, rows = select_rows(ds, split, run, usable)
-    engine = _engine(model, backend)
+    engine = _engine(model, backend, quantize)
     preds = np.zeros(len(rows), np.float32)
     task_id = progress.add_task(f"eval {ds.name}/{split}", total=len(rows)) if progress is not None else None
     for start in range(0, len(rows), CHUNK):

@@ -32,7 +32,7 @@ def build(g: GraphBuilder, x: str, state: dict[str, Any], module) -> list[str]:
             conv, bn = state["convs"][str(i)], state["bns"][str(i)]
             x = g.relu(g.conv(x, conv["kernel"], conv["bias"], pad=1, bn=bn, prefix=f"conv{i + 1}"))
             i += 1
-        x = g.pool("avg", x, 2)
+        x = g.pool("avg", x, 2, channels=int(np.shape(state["convs"][str(i - 1)]["kernel"])[-1]))
     f = g.flatten(g.relu(g.conv(x, state["reduce"]["kernel"], state["reduce"]["bias"], prefix="reduce")))
     side = 64 >> len(module.block_sizes)
     p20 = _head(g, f, state["head_20y"], side, out="probs_20y")

@@ -27,7 +27,7 @@ def build(g: GraphBuilder, x: str, state: dict[str, Any], module) -> list[str]:
         conv, bn = trunk["convs"][str(i)], trunk["bns"][str(i)]
         x = g.relu(g.conv(x, conv["kernel"], conv.get("bias"), bn=bn, prefix=f"conv{i + 1}"))
         if i < 3:
-            x = g.pool("avg", x, 2)
+            x = g.pool("avg", x, 2, channels=int(np.shape(conv["kernel"])[-1]))
         if se is not None:
             x = _squeeze_excite(g, x, se[str(i)])
     x = g.conv(x, trunk["conv5"]["kernel"], trunk["conv5"]["bias"], prefix="conv5")

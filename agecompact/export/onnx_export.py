@@ -115,8 +115,12 @@ def metadata(model, *, input_dtype: str, opset: int) -> dict[str, str]:
     }
 
 
-def build_onnx(model, *, input_dtype: str = "uint8", opset: int = DEFAULT_OPSET):
-    """The checked ``onnx.ModelProto`` of ``model`` (an ``AgeModel``)."""
+def build_onnx(model, *, input_dtype: str = "uint8", opset: int = DEFAULT_OPSET, quantizable: bool = False):
+    """The checked ``onnx.ModelProto`` of ``model`` (an ``AgeModel``).
+
+    ``quantizable`` writes the same function with ops that have fast int8 kernels (average pools as
+    depthwise convolutions, SSR-Net's tanh stream as sigmoids): the input of ``export.quantize``.
+    """
     check_options(input_dtype, opset)
     onnx = require_onnx()
     from onnx import TensorProto, helper
@@ -131,7 +135,7 @@ def build_onnx(model, *, input_dtype: str = "uint8", opset: int = DEFAULT_OPSET)
     context = model.meta.crops == "context"
     elem = TensorProto.UINT8 if input_dtype == "uint8" else TensorProto.FLOAT
 
-    g = GraphBuilder()
+    g = GraphBuilder(quantizable=quantizable)
     x = INPUT_NAME
     if context:
         x = g.op("Reshape", [x, g.const([-1, size, size, 3], "shape", np.int64)])

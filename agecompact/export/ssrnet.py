@@ -1,4 +1,12 @@
-"""SSR-Net as ONNX: both streams in NCHW, the three stage heads, and the soft stagewise merge."""
+"""SSR-Net as ONNX: both streams in NCHW, the three stage heads, and the soft stagewise merge.
+
+A quantizable graph (``GraphBuilder(quantizable=True)``) writes the s-stream's tanh as a sigmoid,
+tanh(z) = 2 sigmoid(2z) - 1, with the factors folded into the neighbouring convolutions (all VALID, so
+a conv over s = 2u - 1 is a conv over u with kernel 2K and bias b - ΣK; max-pooling commutes with the
+increasing map). The function is the same to float32 rounding, but every op of the stream then has an
+int8 kernel in onnxruntime (QLinearConv, QLinearSigmoid, uint8 MaxPool), so no float round trip is
+needed between the convolutions.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,24 @@ from typing import Any
 
 import numpy as np
 
-from agecompact.export.graph import GraphBuilder, nhwc_rows_to_nchw
+from agecompact.export.graph import GraphBuilder, fold_batch_norm, nhwc_rows_to_nchw
+
+
+def _over_sigmoid(kernel: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """A VALID conv reading s = 2u - 1 rewritten to read u: kernel 2K, bias b - ΣK (float64, then float32)."""
+    k = np.asarray(kernel, np.float64)
+    b = np.zeros(k.shape[-1]) if bias is None else np.asarray(bias, np.float64)
+    return (2 * k).astype(np.float32), (b - k.sum(axis=(0, 1, 2))).astype(np.float32)
+
+
+def _s_block(g: GraphBuilder, s: str, sb: dict[str, Any], i: int) -> str:
+    """tanh(BN(conv(s))), or in a quantizable graph u = sigmoid(2·BN(conv(·))) over the previous u."""
+    if not g.quantizable:
+        return g.tanh(g.conv(s, sb["conv"]["kernel"], sb["conv"]["bias"], bn=sb["bn"], prefix=f"s{i + 1}"))
+    k, b = fold_batch_norm(sb["conv"]["kernel"], sb["conv"]["bias"], sb["bn"])
+    if i > 0:
+        k, b = _over_sigmoid(k, b)
+    return g.op("Sigmoid", [g.conv(s, 2 * k, 2 * b, prefix=f"s{i + 1}")])
 
 
 def build(g: GraphBuilder, x: str, state: dict[str, Any], module) -> list[str]:
@@ -18,10 +43,10 @@ def build(g: GraphBuilder, x: str, state: dict[str, Any], module) -> list[str]:
     for i in range(4):
         xb, sb = xs[str(i)], ss[str(i)]
         h = g.relu(g.conv(h, xb["conv"]["kernel"], xb["conv"]["bias"], bn=xb["bn"], prefix=f"x{i + 1}"))
-        s = g.tanh(g.conv(s, sb["conv"]["kernel"], sb["conv"]["bias"], bn=sb["bn"], prefix=f"s{i + 1}"))
+        s = _s_block(g, s, sb, i)
         size -= 2
         if i < 3:
-            h = g.pool("avg", h, 2)
+            h = g.pool("avg", h, 2, channels=int(np.shape(xb["conv"]["kernel"])[-1]))
             s = g.pool("max", s, 2)
             size //= 2
         x_feats.append((h, size))
@@ -34,11 +59,14 @@ def build(g: GraphBuilder, x: str, state: dict[str, Any], module) -> list[str]:
     denom = None
     for k, (s_in, x_in, hw, pool) in enumerate(inputs, start=1):
         st = state["stages"][str(k - 1)]
-        fs = g.relu(g.conv(s_in, st["conv_s"]["kernel"], st["conv_s"]["bias"], prefix=f"stage{k}_s"))
+        conv_s = (st["conv_s"]["kernel"], st["conv_s"]["bias"])
+        if g.quantizable:
+            conv_s = _over_sigmoid(*conv_s)
+        fs = g.relu(g.conv(s_in, *conv_s, prefix=f"stage{k}_s"))
         fx = g.relu(g.conv(x_in, st["conv_x"]["kernel"], st["conv_x"]["bias"], prefix=f"stage{k}_x"))
         if pool > 1:
             fs = g.pool("max", fs, pool)
-            fx = g.pool("avg", fx, pool)
+            fx = g.pool("avg", fx, pool, channels=int(np.shape(st["conv_x"]["kernel"])[-1]))
         side = hw // pool
         fs, fx = g.flatten(fs), g.flatten(fx)
 

@@ -28,6 +28,9 @@ Options (``**opts``), ignored by the JAX engine:
 * ``micro_batch``: faces per onnxruntime call (default 8, 2 for three-crop models: small calls stay
   in cache and ran ~1.4x faster than one large call).
 * ``onnx_path``: use this exported file instead of the cache (it must hold these weights).
+* ``quantize``: ``"int8"`` runs the statically quantised graph (``agecompact.export.quantize``), built
+  once and cached beside the float export (``best.int8.onnx``) or as ``<fingerprint>.int8.onnx``;
+  ``calibration``: the faces it is calibrated on (a ``.npz`` or a folder; default: synthetic faces).
 
 Every engine has ``.name`` (``"jax-cpu"``, ``"jax-gpu"``, ``"onnxruntime-cpu"``), ``.backend``
 (``"jax"`` or ``"onnx"``) and ``.model``. ONNX engines also have ``.path``, the graph they run.
@@ -97,19 +100,21 @@ def get_engine(model: Any, backend: str = "auto", **opts: Any) -> Engine:
         from agecompact.api import load_model
 
         model = load_model(model)
-    known = {"threads", "workers", "micro_batch", "onnx_path"}
+    known = {"threads", "workers", "micro_batch", "onnx_path", "quantize", "calibration"}
     unknown = sorted(set(opts) - known)
     if unknown:
         raise UsageError(f"unknown engine option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     requested = str(backend).lower()
     choice = resolve_backend(backend)
+    if opts.get("quantize") not in (None, "none") and choice != "onnx":
+        raise UsageError(f"--quantize {opts['quantize']} runs on onnxruntime: use --backend onnx (or auto on a CPU)")
     if choice == "onnx":
         from agecompact.inference.onnx_engine import OnnxEngine
 
         try:
             return OnnxEngine(model, **opts)
         except NotAvailableError:
-            if requested != "auto":
+            if requested != "auto" or opts.get("quantize") not in (None, "none"):
                 raise
             # auto: onnxruntime is there but the onnx package needed for a first export is not
     from agecompact.inference.jax_engine import JaxEngine

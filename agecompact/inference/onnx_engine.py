@@ -110,7 +110,8 @@ class OnnxEngine:
     name = "onnxruntime-cpu"
 
     def __init__(self, model, *, threads: int | None = None, workers: int | None = None,
-                 micro_batch: int | None = None, onnx_path: str | os.PathLike | None = None):
+                 micro_batch: int | None = None, onnx_path: str | os.PathLike | None = None,
+                 quantize: str | None = None, calibration: str | os.PathLike | None = None):
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
@@ -127,6 +128,11 @@ class OnnxEngine:
         if min(self.threads, self.workers, self.micro_batch) < 1:
             raise UsageError("threads, workers and micro_batch must be at least 1")
         fingerprint = export_fingerprint(model)
+        from agecompact.export.quantize import check_mode
+
+        self.quantize = check_mode(quantize)  # None (float32) or "int8": see agecompact.export.quantize
+        if calibration is not None and self.quantize is None:
+            raise UsageError("calibration data is only used with quantize='int8' (--quantize int8)")
         if onnx_path is not None:
             self.path = Path(onnx_path)
             if not self.path.is_file():
@@ -137,15 +143,27 @@ class OnnxEngine:
                 raise InputError(f"{self.path}: not a loadable ONNX model ({type(e).__name__})") from None
             if _fingerprint(session) != fingerprint:
                 raise UsageError(f"{self.path} was not exported from these weights ({model.name})")
+            stored = session.get_modelmeta().custom_metadata_map.get("quantization")
+            if self.quantize is not None and stored != self.quantize:
+                raise UsageError(f"{self.path} is not an {self.quantize} export "
+                                 f"(make one with `agecompact export MODEL --quantize {self.quantize}`)")
+            self.quantize = stored or None
+        elif self.quantize is not None:
+            from agecompact.export.quantize import cached_int8_session, load_calibration
+
+            session, self.path = cached_int8_session(model, load_calibration(calibration, model), self.threads)
         else:
             session, self.path = _cached_session(model, fingerprint, self.threads)
+        if self.quantize is not None:
+            self.name = f"onnxruntime-cpu-{self.quantize}"
         self._sessions: dict[type, Any] = {}
         self._add_session(session)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()  # guards the lazily created float32 session and worker pool
 
     def __repr__(self) -> str:
-        return (f"OnnxEngine(model={self.model.name!r}, path={str(self.path)!r}, threads={self.threads}, "
+        return (f"OnnxEngine(model={self.model.name!r}, path={str(self.path)!r}, quantize={self.quantize!r}, "
+                f"threads={self.threads}, "
                 f"workers={self.workers}, micro_batch={self.micro_batch})")
 
     def _add_session(self, session) -> None:

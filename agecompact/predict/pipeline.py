@@ -37,9 +37,9 @@ class ModelRunner:
     """A model, the engine that runs it, and how its inputs are cut."""
 
     def __init__(self, model, *, backend: str, batch_size: int, margin: float | None = None,
-                 color_order: str | None = None):
+                 color_order: str | None = None, quantize: str | None = None):
         self.model = model
-        self.engine = get_engine(model, backend)
+        self.engine = get_engine(model, backend, quantize=quantize)
         self.crop = CropSpec.from_meta(model.meta, margin=margin, color_order=color_order)
         self.batch_size = batch_size
         self.buckets = batch_buckets(batch_size)
@@ -67,7 +67,8 @@ class Predictor:
     """Faces, crops and ages for batches of BGR images; the images themselves are never modified."""
 
     def __init__(self, age_model, *, detector, gender_model=None, backend: str = "auto", batch_size: int = 64,
-                 margin: float | None = None, color_order: str | None = None, min_score: float = 0.0):
+                 margin: float | None = None, color_order: str | None = None, min_score: float = 0.0,
+                 quantize: str | None = None):
         if batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         if age_model.meta.task != "age":
@@ -78,7 +79,8 @@ class Predictor:
                              "not a gender model")
         self.detector = detector
         self.min_score = min_score
-        kw = {"backend": backend, "batch_size": batch_size, "margin": margin, "color_order": color_order}
+        kw = {"backend": backend, "batch_size": batch_size, "margin": margin, "color_order": color_order,
+              "quantize": quantize}
         self.age = ModelRunner(age_model, **kw)
         self.gender = ModelRunner(gender_model, **kw) if gender_model is not None else None
 
