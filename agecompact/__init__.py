@@ -1,11 +1,16 @@
 """agecompact: compact face-age estimation (SSR-Net, C3AE, AEC) in JAX/Flax.
 
-Importing the package is cheap: jax and flax load only when a model is built or loaded.
+    import agecompact
+    faces = agecompact.predict("photo.jpg", model="ssrnet_wiki.h5")   # detect, crop, estimate
+    model = agecompact.load_model("ssrnet_wiki.h5")                     # the network itself
+
+Importing the package is cheap: jax and flax load only when a model is built or loaded, and not at
+all for ``predict`` on onnxruntime once a model's export is cached.
 """
 
 from agecompact._version import __version__
 
-__all__ = ["__version__", "load_model"]
+__all__ = ["__version__", "load_model", "predict"]
 
 
 def load_model(source, **kwargs):
@@ -16,3 +21,15 @@ def load_model(source, **kwargs):
     from agecompact.api import load_model as _load_model
 
     return _load_model(source, **kwargs)
+
+
+def __getattr__(name: str):
+    if name == "predict":  # the callable package agecompact.predict (see agecompact.predict.api.predict)
+        import importlib
+
+        return importlib.import_module("agecompact.predict")
+    raise AttributeError(f"module 'agecompact' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "predict"})

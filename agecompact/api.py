@@ -34,20 +34,56 @@ class AgeModel:
     """
 
     def __init__(self, module, meta: ModelMeta):
+        self.meta = meta
+        self._module = None
+        self._weights: dict[str, Any] | None = None  # the file's arrays while no module is built (lazy)
+        self._origin = "model file"
+        self._forward = None
+        self.path: Path | None = None  # the file it was loaded from, if any
+        if module is not None:
+            self._attach(module)
+
+    @classmethod
+    def from_state(cls, meta: ModelMeta, state: dict[str, Any], *, origin: str = "model file") -> AgeModel:
+        """A model whose network is built only when something needs it (JAX inference, an export).
+
+        Until then it holds the file's numpy arrays: enough for the ONNX engine to find and run a cached
+        export without importing JAX. The arrays are checked against the architecture when it is built.
+        """
+        from agecompact.models.registry import get_spec
+
+        get_spec(meta.arch)  # an unknown architecture fails now, not at first use
+        model = cls(None, meta)
+        model._weights, model._origin = state, origin
+        counts = _counts_by_name(state)
+        model.num_params, model._counts = counts["total"], counts
+        meta.num_params = model.num_params
+        return model
+
+    def _attach(self, module) -> None:
         from flax import nnx
 
         from agecompact.models.registry import param_counts
 
         module.eval()
-        self.module = module
-        self.meta = meta
-        counts = param_counts(module)
-        self.num_params: int = counts["total"]
-        self.param_counts: dict[str, int] = counts
+        self._module = module
+        self._weights = None
+        self._counts = param_counts(module)
+        self.num_params: int = self._counts["total"]
         self.meta.num_params = self.num_params
         self._graphdef, self._state = nnx.split(module)
-        self._forward = None
-        self.path: Path | None = None  # the file it was loaded from, if any
+
+    @property
+    def module(self):
+        """The Flax NNX network (built from the held arrays on first use for lazily loaded models)."""
+        if self._module is None:
+            self._attach(model_from_state(self.meta, self._weights or {}, origin=self._origin))
+        return self._module
+
+    @property
+    def param_counts(self) -> dict[str, int]:
+        """Trainable, non-trainable (BatchNorm statistics) and total values, the Keras way."""
+        return dict(self._counts)
 
     # -- identity ---------------------------------------------------------------------------------
     @property
@@ -67,6 +103,7 @@ class AgeModel:
             import jax
             from flax import nnx
 
+            self.module  # noqa: B018  (builds the network of a lazily loaded model)
             graphdef = self._graphdef
 
             def forward(state, images):
@@ -114,6 +151,9 @@ class AgeModel:
 
     # -- persistence ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The weights as nested dicts of float32 numpy arrays (the model file's layout)."""
+        if self._module is None:
+            return _to_numpy(self._weights or {})
         from flax import nnx
 
         state = nnx.state(self.module, nnx.Any(nnx.Param, nnx.BatchStat))
@@ -145,20 +185,53 @@ def _restore_keys(tree: Any, like: Any) -> Any:
     return {keys[str(k)]: _restore_keys(v, like[keys[str(k)]]) for k, v in tree.items()}
 
 
-def model_from_state(meta: ModelMeta, state: dict[str, Any], *, origin: str = "model file"):
-    """Rebuild the network a header describes and fill it with ``state``; shapes are checked."""
-    import jax
-    import jax.numpy as jnp
+def _counts_by_name(state: dict[str, Any]) -> dict[str, int]:
+    """``param_counts`` from a state tree alone: BatchNorm statistics are the leaves named mean / var."""
+    counts = {"trainable": 0, "non_trainable": 0}
+
+    def walk(tree: Any) -> None:
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                walk(value)
+            else:
+                counts["non_trainable" if key in ("mean", "var") else "trainable"] += int(np.size(value))
+
+    walk(state)
+    return {**counts, "total": counts["trainable"] + counts["non_trainable"]}
+
+
+def abstract_model(arch: str, arch_kwargs: dict[str, Any] | None = None, *, origin: str = "model file"):
+    """The network of ``arch`` with shapes only: no initialiser runs, nothing is compiled."""
     from flax import nnx
 
     from agecompact.models.registry import create_model
 
+    kwargs = dict(arch_kwargs or {})
     try:
-        module = create_model(meta.arch, **meta.arch_kwargs)
+        return nnx.eval_shape(lambda: create_model(arch, **kwargs))
     except TypeError as e:
-        raise InputError(f"{origin}: bad architecture options {meta.arch_kwargs}: {e}") from None
+        raise InputError(f"{origin}: bad architecture options {kwargs}: {e}") from None
+
+
+def fill_model(module, arrays: dict[str, Any]) -> None:
+    """Put the (already shape-checked) pure-dict ``arrays`` into ``module``; every value must be filled."""
+    import jax
+    from flax import nnx
+
     target = nnx.state(module, nnx.Any(nnx.Param, nnx.BatchStat))
-    live = nnx.to_pure_dict(target)
+    nnx.replace_by_pure_dict(target, jax.tree.map(lambda v: jax.device_put(np.ascontiguousarray(v, np.float32)), arrays))
+    nnx.update(module, target)
+    if any(isinstance(v, jax.ShapeDtypeStruct) for v in jax.tree.leaves(nnx.state(module))):
+        raise InputError("the weights do not fill every value of the network")
+
+
+def model_from_state(meta: ModelMeta, state: dict[str, Any], *, origin: str = "model file"):
+    """Build the network a header describes (shapes only) and fill it with ``state``; shapes are checked."""
+    import jax
+    from flax import nnx
+
+    module = abstract_model(meta.arch, meta.arch_kwargs, origin=origin)
+    live = nnx.to_pure_dict(nnx.state(module, nnx.Any(nnx.Param, nnx.BatchStat)))
     try:
         restored = _restore_keys(state, live)
     except ValueError as e:
@@ -169,13 +242,11 @@ def model_from_state(meta: ModelMeta, state: dict[str, Any], *, origin: str = "m
         if np.shape(value) != tuple(want):
             name = "/".join(str(getattr(p, "key", p)) for p in path)
             raise InputError(f"{origin}: weight {name} has shape {np.shape(value)}, {meta.arch} expects {tuple(want)}")
-    restored = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), restored)
-    nnx.replace_by_pure_dict(target, restored)
-    nnx.update(module, target)
+    fill_model(module, restored)
     return module
 
 
-def load_model(source: str | os.PathLike, *, arch: str | None = None) -> AgeModel:
+def load_model(source: str | os.PathLike, *, arch: str | None = None, lazy: bool = False) -> AgeModel:
     """Load a model from one of:
 
     * an agecompact model file (``.msgpack``),
@@ -183,6 +254,11 @@ def load_model(source: str | os.PathLike, *, arch: str | None = None) -> AgeMode
     * a training run folder (its ``best.msgpack``, else ``last.msgpack``),
     * a model of the zoo shipped in the package (``"default"``, ``"tiny"``),
     * a pretrained name fetched earlier with ``agecompact fetch NAME`` (e.g. ``"ssrnet-wiki"``).
+
+    The network is built from abstract shapes and filled with the file's arrays (no random
+    initialisers run). ``lazy=True`` defers even that, and the arrays' check against the architecture,
+    to the first use that needs JAX: an agecompact model file then loads without importing JAX, and the
+    onnxruntime engine runs its cached export with no JAX at all.
     """
     from agecompact.weights import keras, modelfile
 
@@ -190,7 +266,7 @@ def load_model(source: str | os.PathLike, *, arch: str | None = None) -> AgeMode
     if path.is_dir():
         for candidate in ("best.msgpack", "last.msgpack"):
             if (path / candidate).is_file():
-                return load_model(path / candidate, arch=arch)
+                return load_model(path / candidate, arch=arch, lazy=lazy)
         raise InputError(f"{path}: no best.msgpack or last.msgpack in this folder (not a finished run?)")
     if path.is_file():
         if keras.is_hdf5(path):
@@ -200,22 +276,23 @@ def load_model(source: str | os.PathLike, *, arch: str | None = None) -> AgeMode
             meta, state = modelfile.read(path)
             if arch is not None and arch != meta.arch:
                 raise InputError(f"{path} holds a {meta.arch} model, not {arch}")
-            model = AgeModel(model_from_state(meta, state, origin=str(path)), meta)
+            model = (AgeModel.from_state(meta, state, origin=str(path)) if lazy
+                     else AgeModel(model_from_state(meta, state, origin=str(path)), meta))
         model.path = path
         return model
-    return _load_pretrained(str(source))
+    return _load_pretrained(str(source), lazy=lazy)
 
 
-def _load_pretrained(name: str) -> AgeModel:
+def _load_pretrained(name: str, *, lazy: bool = False) -> AgeModel:
     from agecompact.pretrained import PRETRAINED, cached_model_path
     from agecompact.zoo import zoo_model_path
 
     shipped = zoo_model_path(name)
     if shipped is not None:
-        return load_model(shipped)
+        return load_model(shipped, lazy=lazy)
     cached = cached_model_path(name)
     if cached.is_file():
-        return load_model(cached)
+        return load_model(cached, lazy=lazy)
     if name in PRETRAINED:
         raise InputError(f"pretrained model {name!r} is not in the cache; run `agecompact fetch {name}` first")
     looks_like_path = any(sep in name for sep in ("/", "\\")) or Path(name).suffix

@@ -134,6 +134,10 @@ class _CountingEngine:
         self.calls.append(len(images))
         return self.engine.predict(images, batch_size=batch_size)
 
+    def outputs(self, images, *, batch_size=256):
+        self.calls.append(len(images))
+        return self.engine.outputs(images, batch_size=batch_size)
+
 
 def test_all_faces_of_a_group_go_in_one_padded_pass(model_file, tmp_path):
     paths = _folder(tmp_path / "in")

@@ -22,6 +22,7 @@ class Db(StrEnum):
 class Method(StrEnum):
     ssrnet = "ssrnet"
     aec = "aec"
+    detect = "detect"
 
 
 class Detector(StrEnum):
@@ -38,14 +39,20 @@ def preprocess(
                                                    "data/megaage_asian, data/UTKFace, "
                                                    "'data/All-Age-Faces Dataset'.")] = None,
     method: Annotated[Method, typer.Option(case_sensitive=False, help="ssrnet: resize the dataset's own crops; "
-                                           "aec: re-detect one face and crop it tightly.")] = Method.ssrnet,
+                                           "aec: re-detect one face and crop it tightly; detect: the largest "
+                                           "detected face with --margin, exactly as predict crops.")] = Method.ssrnet,
+    margin: Annotated[float | None, typer.Option(help="detect: margin per side as a fraction of the box "
+                                                 "(default: the dataset's own, e.g. 0.1 UTKFace).")] = None,
+    holdout: Annotated[float | None, typer.Option(help="Datasets without an official split: mark this fraction "
+                                                  "as a held-out split, chosen by a hash of each file name "
+                                                  "(stable across machines and file orders).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output .npz. Default: data/<db>.npz.")] = None,
     csv: Annotated[Path | None, typer.Option(help="imdb/wiki: the filter CSV to read. Default: "
                                                   "data/<db>_filtered.csv (made by `filter` if missing).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Decoding threads. Default: all cores.")] = None,
     resume: Annotated[bool, typer.Option("--resume/--restart", help="Continue an interrupted run, or start "
                                                                     "over.")] = True,
-    detector: Annotated[Detector, typer.Option(case_sensitive=False, help="aec: face detector (auto = YuNet if "
+    detector: Annotated[Detector, typer.Option(case_sensitive=False, help="aec/detect: face detector (auto = YuNet if "
                                                "its file is available, else Haar).")] = Detector.auto,
     detector_model: Annotated[Path | None, typer.Option("--detector-model", help="aec: YuNet .onnx file "
                                                         "(default: the one `agecompact fetch yunet` gets).")] = None,
@@ -67,7 +74,8 @@ def preprocess(
     from agecompact.data.build import build
 
     summary = build(db.value, root=root, method=method.value, out=out, csv=csv, workers=workers,
-                    restart=not resume, quiet=quiet, detector=detector.value, detector_model=detector_model)
+                    restart=not resume, quiet=quiet, detector=detector.value, detector_model=detector_model,
+                    margin=margin, holdout=holdout)
     if json_:
         from agecompact.console import print_json
 
@@ -79,7 +87,6 @@ def preprocess(
 
 
 def _print_summary(s: dict) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     from agecompact.console import stdout_console
@@ -100,11 +107,11 @@ def _print_summary(s: dict) -> None:
         table.add_row("age", f"{a['min']}..{a['max']} (mean {a['mean']})")
     if s.get("detector"):
         table.add_row("detector", s["detector"])
-    table.add_row("margin", escape(f"{s['margin']} ({s.get('margin_note', '')})"))
+    table.add_row("margin", f"{s['margin']} ({s.get('margin_note', '')})")
     if s.get("status") == "up to date":
         table.add_row("status", "up to date (inputs unchanged; --restart to redo)")
     else:
         rate = s.get("images_per_second")
         table.add_row("time", f"{s['seconds']:.1f} s" + (f", {rate:,.0f} images/s" if rate else ""))
-    table.add_row("output", escape(f"{s['path']} (+ {sidecar_path(s['path']).name})"))
+    table.add_row("output", f"{s['path']} (+ {sidecar_path(s['path']).name})")
     stdout_console().print(table)

@@ -25,6 +25,11 @@ class ModelName(StrEnum):
     aec = "aec"
 
 
+class RecipeName(StrEnum):
+    paper = "paper"
+    modern = "modern"
+
+
 class Schedule(StrEnum):
     step = "step"
     constant = "constant"
@@ -110,15 +115,20 @@ def _same_workdir_everywhere(workdir: Path) -> Path:
     if chosen != workdir:
         from agecompact.console import log
 
-        log(f"[yellow]process {jax.process_index()}: using process 0's run folder {chosen} (not {workdir})")
+        log(f"process {jax.process_index()}: using process 0's run folder {chosen} (not {workdir})", style="yellow")
     return chosen
 
 
 @app.command()
 @handle_errors
 def train(
-    db: Annotated[str | None, typer.Option("--db", help="Dataset: a name in data/ (see `preprocess`) or a .npz path.",
-                                           show_default=False)] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Dataset: a name in data/ (see `preprocess`) or a .npz path; "
+                                           "several joined by commas train on all of them (each keeps its own "
+                                           "split rule).", show_default=False)] = None,
+    recipe: Annotated[RecipeName | None, typer.Option(case_sensitive=False, help="paper: the family's published "
+                                                      "recipe (default); modern: AdamW, warm-up + cosine, weight "
+                                                      "EMA, colour jitter and random erasing.",
+                                                      show_default=False)] = None,
     model: Annotated[ModelName | None, typer.Option(case_sensitive=False, help="Architecture (default: ssrnet).",
                                                      show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the model's recipe: 90 SSR-Net/AEC, "
@@ -170,14 +180,15 @@ def train(
     from agecompact.training.config import build_config
     from agecompact.training.loop import load_run_config, train_and_evaluate
 
-    def log(message: str) -> None:
-        err_console.print(message, soft_wrap=True)
+    def log(message: str, style: str | None = None) -> None:
+        err_console.print(message, style=style, soft_wrap=True)
 
     with contextlib.ExitStack() as native_output:
         if distributed:
             native_output.enter_context(native_stdout_to_stderr())
             _init_distributed()
-        overrides = {"db": db, "model": model.value if model else None, "epochs": epochs, "batch_size": batch_size,
+        overrides = {"db": db, "model": model.value if model else None, "recipe": recipe.value if recipe else None,
+                     "epochs": epochs, "batch_size": batch_size,
                      "lr": lr, "schedule": schedule.value if schedule else None, "seed": seed,
                      "val_fraction": val_fraction, "augment": augment, "init_from": init_from, "compute_dtype": dtype}
         cfg = build_config(config, **overrides)
@@ -204,7 +215,8 @@ def train(
             load_run_config(workdir)  # fails early with one line when it is not a run folder
             fixed = [k for k, v in overrides.items() if v is not None and k not in ("epochs", "lr")]
             if fixed:
-                log(f"[yellow]--resume keeps the run's settings; ignoring {', '.join('--' + k.replace('_', '-') for k in fixed)}")
+                log(f"--resume keeps the run's settings; ignoring {', '.join('--' + k.replace('_', '-') for k in fixed)}",
+                    style="yellow")
 
         previous = signal.getsignal(signal.SIGTERM)
 

@@ -16,12 +16,12 @@ from agecompact.data import aaf, demo, imdbwiki, megaage, utkface
 from agecompact.data import preprocess as pipeline
 from agecompact.data.locate import filtered_csv_path, npz_path
 from agecompact.data.samples import Samples
-from agecompact.data.transforms import AecCrop, PlainResize
+from agecompact.data.transforms import AecCrop, DetectCrop, PlainResize
 from agecompact.errors import InputError, UsageError
 from agecompact.fileio import check_replaceable
 
 DATASETS = ("imdb", "wiki", "megaage", "utkface", "aaf")
-METHODS = ("ssrnet", "aec")
+METHODS = ("ssrnet", "aec", "detect")
 
 # Margin per side (fraction of the face box) that the dataset's own images have around the face, i.e.
 # what ``--method ssrnet`` keeps. IMDB-WIKI crops: the DEX authors' 40%. UTKFace and All-Age-Faces:
@@ -121,11 +121,18 @@ def imdbwiki_samples(db: str, *, root: str | os.PathLike | None, csv: str | os.P
 def build(db: str, *, root: str | os.PathLike | None = None, method: str = "ssrnet",
           out: str | os.PathLike | None = None, csv: str | os.PathLike | None = None, workers: int | None = None,
           restart: bool = False, quiet: bool = False, detector: str = "auto",
-          detector_model: str | os.PathLike | None = None, img_size: int = 64) -> dict:
+          detector_model: str | os.PathLike | None = None, img_size: int = 64, margin: float | None = None,
+          holdout: float | None = None) -> dict:
     """Preprocess one dataset into ``out`` (default ``data/<db>.npz``); returns the sidecar dictionary."""
     check_choice(db, DATASETS, "dataset")
     check_choice(method, METHODS, "method")
     check_choice(detector, ("auto", "yunet", "haar"), "detector")
+    if margin is not None and method != "detect":
+        raise UsageError("--margin only applies to --method detect")
+    if margin is not None and not 0.0 <= margin <= 2.0:
+        raise UsageError("--margin must lie between 0 and 2")
+    if holdout is not None and not 0.0 < holdout < 1.0:
+        raise UsageError("--holdout must lie between 0 and 1 (exclusive)")
     if csv is not None and db not in imdbwiki.DATABASES:
         raise UsageError("--csv only applies to --db imdb or --db wiki")
     if out is not None:
@@ -140,17 +147,43 @@ def build(db: str, *, root: str | os.PathLike | None = None, method: str = "ssrn
         samples = megaage.list_samples(root)
     if len(samples) == 0:
         raise InputError(f"no labelled {db} images found in {samples.root}")
+    if holdout is not None:
+        if samples.split is not None:
+            raise UsageError(f"--holdout: {db} has an official split already ({', '.join(samples.split_names)})")
+        samples.split = holdout_split(samples.paths, holdout)
+        samples.split_names = ["train", "holdout"]
+        samples.source = {**samples.source, "holdout": {"fraction": holdout, "rule": HOLDOUT_RULE}}
 
     if method == "aec":
         transform = AecCrop(img_size, detector, str(detector_model) if detector_model else None)
         transform.check()
         margin, note = 0.0, "tight detector box (AEC)"
+    elif method == "detect":
+        margin = MARGINS[db] if margin is None else float(margin)
+        transform = DetectCrop(img_size, detector, str(detector_model) if detector_model else None, margin=margin)
+        transform.check()
+        note = "detector box + margin, as predict crops"
     else:
         transform = PlainResize(img_size, megaage.CROP_ROWS if db == "megaage" else 0)
         margin, note = MARGINS[db], MARGIN_NOTES[db]
     out = Path(out) if out is not None else npz_path(samples.db)
     return pipeline.run(samples, transform, out, img_size=img_size, workers=workers, restart=restart,
                         quiet=quiet, settings={"margin": margin}, extra={"margin_note": note})
+
+
+HOLDOUT_RULE = "split = 1 when int(sha256(file name)[:8], 16) / 2**32 < fraction"
+
+
+def holdout_split(paths: list[str], fraction: float) -> np.ndarray:
+    """A held-out split that depends only on each file's name: stable when files are added, removed or
+    listed in another order, and the same on every machine (``HOLDOUT_RULE``)."""
+    import hashlib
+
+    out = np.zeros(len(paths), np.uint8)
+    for i, p in enumerate(paths):
+        h = int(hashlib.sha256(Path(p).name.encode("utf-8", "surrogateescape")).hexdigest()[:8], 16)
+        out[i] = h / 2**32 < fraction
+    return out
 
 
 def _read_json(path: Path) -> dict | None:

@@ -172,6 +172,9 @@ def run(samples: Samples, transform, out: str | os.PathLike, *, img_size: int = 
         "age": samples.age[keep].astype(np.int32),
         "gender": samples.gender[keep].astype(np.int8),
         "img_size": np.asarray(img_size, np.int64),
+        # where each row came from (relative to the sidecar's root): evaluation through detection and
+        # error analysis go back to the original photo
+        "source_file": np.asarray([paths[i] for i in np.flatnonzero(keep)], dtype=str),
     }
     if samples.split is not None:
         arrays["split"] = samples.split[keep].astype(np.uint8)

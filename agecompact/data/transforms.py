@@ -71,14 +71,8 @@ class PlainResize:
 
 
 @dataclass
-class AecCrop:
-    """AEC's "new data processing": on the crop resized to 240x240, exactly one detected face whose box
-    area is in (6400, 45000) px², cut tight (no margin) and resized to ``size``.
-
-    AEC used MTCNN (``mtcnn`` pip package, default thresholds, no confidence cut). We use YuNet when its
-    ONNX file is available and OpenCV's Haar cascade otherwise; both give boxes of a slightly different
-    extent than MTCNN, so the kept set and the crops differ somewhat from AEC's.
-    """
+class _Detecting:
+    """Shared detector handling: YuNet when its file is available (``auto``), else Haar; one per thread."""
 
     size: int = 64
     detector: str = "auto"  # auto | yunet | haar
@@ -94,11 +88,9 @@ class AecCrop:
             return "haar", None
         return "yunet", str(path)
 
-    def describe(self) -> dict:
+    def _describe_detector(self, d: dict) -> dict:
         name, path = self.resolved()
-        d = {"method": "aec", "processing": f"resize to {AEC_RESIZE}x{AEC_RESIZE}, exactly one {name} face with "
-             f"{AEC_MIN_AREA} < w*h < {AEC_MAX_AREA}, tight box (margin 0), resize to {self.size}",
-             "detector": name}
+        d["detector"] = name
         if path:
             d["detector_model"] = Path(path).name
             d["detector_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -118,6 +110,23 @@ class AecCrop:
             self._local.detector = det
         return det
 
+
+@dataclass
+class AecCrop(_Detecting):
+    """AEC's "new data processing": on the crop resized to 240x240, exactly one detected face whose box
+    area is in (6400, 45000) px², cut tight (no margin) and resized to ``size``.
+
+    AEC used MTCNN (``mtcnn`` pip package, default thresholds, no confidence cut). We use YuNet when its
+    ONNX file is available and OpenCV's Haar cascade otherwise; both give boxes of a slightly different
+    extent than MTCNN, so the kept set and the crops differ somewhat from AEC's.
+    """
+
+    def describe(self) -> dict:
+        name, _ = self.resolved()
+        return self._describe_detector({
+            "method": "aec", "processing": f"resize to {AEC_RESIZE}x{AEC_RESIZE}, exactly one {name} face with "
+            f"{AEC_MIN_AREA} < w*h < {AEC_MAX_AREA}, tight box (margin 0), resize to {self.size}"})
+
     def __call__(self, image: np.ndarray) -> tuple[int, np.ndarray | None]:
         import cv2
 
@@ -133,6 +142,30 @@ class AecCrop:
         if not AEC_MIN_AREA < w * h < AEC_MAX_AREA:
             return FACE_SIZE, None
         return OK, crop_face(small, (max(x, 0.0), max(y, 0.0), w, h), margin=0.0, size=self.size)
+
+
+@dataclass
+class DetectCrop(_Detecting):
+    """The crop ``predict`` makes: detect on the full image, keep the largest face, grow its box by
+    ``margin`` per side, clip to the image, resize. Training on these crops means a model sees at
+    prediction time exactly the framing it learnt from, whatever the dataset's own framing was."""
+
+    margin: float = 0.1
+
+    def describe(self) -> dict:
+        name, _ = self.resolved()
+        return self._describe_detector({
+            "method": "detect", "processing": f"largest {name} face on the full image, box + {self.margin:g} "
+            f"per side (clipped), resize to {self.size} (the predict crop)"})
+
+    def __call__(self, image: np.ndarray) -> tuple[int, np.ndarray | None]:
+        from agecompact.faces.crop import crop_face
+
+        faces = self._detector().detect(image)
+        if not faces:
+            return NO_FACE, None
+        face = max(faces, key=lambda f: f.box[2] * f.box[3])
+        return OK, crop_face(image, face.box, margin=self.margin, size=self.size)
 
 
 def process_file(path: Path, transform) -> tuple[int, np.ndarray | None]:

@@ -64,11 +64,16 @@ def select_rows(ds, split: str, run: Path | None, usable: np.ndarray | None = No
     if split in ("val", "train") and run is not None:
         saved = _run_split(run)
         info = saved.get("dataset", {})
+        val = np.asarray(saved.get("val_indices", []), np.int64)
+        part = _matching_part(info, ds)
+        if part is not None:  # one dataset of a run trained on several: its rows of the run's split
+            lo, hi = part["offset"], part["offset"] + part["count"]
+            val = val[(val >= lo) & (val < hi)] - lo
+            info = {"name": ds.name, "count": n}
         if info.get("count") != n or info.get("name") != ds.name:
             raise UsageError(f"--split {split} means the rows of the run's own dataset ({info.get('name')}, "
                              f"{info.get('count')} images); {ds.path} is {ds.name} with {n}: use --split "
                              "test or all")
-        val = np.asarray(saved.get("val_indices", []), np.int64)
         if split == "val":
             return split, val
         mask = np.zeros(n, bool)
@@ -80,6 +85,13 @@ def select_rows(ds, split: str, run: Path | None, usable: np.ndarray | None = No
                          + (" (or evaluate a run folder for its validation rows)" if split == "val" else ""))
     want = 0 if split == "train" else 1
     return split, rows[ds.split[rows] == want]
+
+
+def _matching_part(info: dict[str, Any], ds) -> dict[str, Any] | None:
+    for part in info.get("parts") or []:
+        if part.get("name") == ds.name and part.get("count") == len(ds):
+            return part
+    return None
 
 
 def _engine(model, backend: str, quantize: str | None = None):

@@ -71,6 +71,8 @@ def face_record(item: Item, faces: list[FaceResult], frame: int | None = None) -
     for f in faces:
         rec = {**base, "face": f.index, "box": [round(v, 1) for v in f.box],
                "score": _number(f.score, 4), "age": _number(f.age, 2)}
+        if f.age_std is not None:
+            rec["age_std"] = _number(f.age_std, 2)
         if f.gender is not None:
             rec["gender"] = f.gender
             rec["gender_score"] = _number(f.gender_score, 4)

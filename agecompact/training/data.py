@@ -36,6 +36,8 @@ class Dataset:
     gender: np.ndarray | None  # int (N,): 1 male, 0 female, -1 unknown
     split: np.ndarray | None  # uint8 (N,): 0 train, 1 test/val, when the dataset has an official split
     sidecar: dict[str, Any]
+    # a dataset joined from several files (``--db a.npz,b.npz``): each part in row order, with its rows
+    parts: list[tuple[Dataset, int]] | None = None  # (part, first row)
 
     def __len__(self) -> int:
         return len(self.age)
@@ -99,6 +101,36 @@ def load_npz(path: str | Path, *, name: str | None = None) -> Dataset:
                    sidecar=sidecar)
 
 
+def load_datasets(paths: list[Path]) -> Dataset:
+    """One dataset, or several joined in order for training on all of them.
+
+    The parts must agree on what a row is (image shape and, where recorded, the face margin and colour
+    order, since the trained model can only carry one); each keeps its own split rule (``make_split``).
+    """
+    if len(paths) == 1:
+        return load_npz(paths[0])
+    parts = [load_npz(p) for p in paths]
+    if len({p.path.resolve() for p in parts}) != len(parts):
+        raise UsageError("--db lists the same dataset file twice")
+    first = parts[0]
+    for p in parts[1:]:
+        if p.images.shape[1:] != first.images.shape[1:]:
+            raise InputError(f"cannot train on {first.path.name} and {p.path.name} together: images are "
+                             f"{first.images.shape[1:]} and {p.images.shape[1:]}")
+        for key in ("margin", "color_order"):
+            a, b = first.sidecar.get(key), p.sidecar.get(key)
+            if a is not None and b is not None and a != b:
+                raise InputError(f"cannot train on {first.path.name} and {p.path.name} together: their {key} "
+                                 f"differs ({a} vs {b}); preprocess them alike (e.g. --method detect --margin)")
+    offsets = np.cumsum([0] + [len(p) for p in parts])[:-1].tolist()
+    gender = np.concatenate([p.gender if p.gender is not None else np.full(len(p), -1, np.int64) for p in parts])
+    sidecar = {k: v for k, v in first.sidecar.items() if k in ("margin", "color_order", "img_size")}
+    sidecar["parts"] = [str(p.path) for p in parts]
+    return Dataset(path=first.path, name="+".join(p.name for p in parts),
+                   images=np.concatenate([p.images for p in parts]), age=np.concatenate([p.age for p in parts]),
+                   gender=gender, split=None, sidecar=sidecar, parts=list(zip(parts, offsets, strict=True)))
+
+
 def indices_sha256(idx: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).hexdigest()
 
@@ -112,11 +144,15 @@ class Split:
     val_fraction: float | None
 
     def to_json(self, ds: Dataset) -> dict[str, Any]:
+        info: dict[str, Any] = {"name": ds.name, "path": str(ds.path.resolve()), "count": len(ds)}
+        if ds.parts:
+            info["parts"] = [{"name": p.name, "path": str(p.path.resolve()), "count": len(p), "offset": int(o)}
+                             for p, o in ds.parts]
         return {
             "method": self.method,
             "seed": self.seed,
             "val_fraction": self.val_fraction,
-            "dataset": {"name": ds.name, "path": str(ds.path.resolve()), "count": len(ds)},
+            "dataset": info,
             "n_train": int(len(self.train)),
             "n_val": int(len(self.val)),
             "train_sha256": indices_sha256(self.train),
@@ -128,8 +164,17 @@ class Split:
 def make_split(ds: Dataset, *, seed: int, val_fraction: float | None, keep: np.ndarray | None = None) -> Split:
     """The dataset's own split when it has one (and no fraction is forced), else a seeded random split.
 
-    ``keep`` (bool mask) drops rows before splitting, e.g. unknown genders for a gender model.
+    ``keep`` (bool mask) drops rows before splitting, e.g. unknown genders for a gender model. A joined
+    dataset is split part by part, each by its own rule, with the same seed.
     """
+    if ds.parts:
+        subs = [make_split(p, seed=seed, val_fraction=val_fraction,
+                           keep=None if keep is None else keep[o:o + len(p)]) for p, o in ds.parts]
+        offs = [o for _, o in ds.parts]
+        methods = sorted({sp.method for sp in subs})
+        return Split(np.concatenate([sp.train + o for sp, o in zip(subs, offs, strict=True)]),
+                     np.concatenate([sp.val + o for sp, o in zip(subs, offs, strict=True)]),
+                     "+".join(methods), seed, val_fraction)
     n = len(ds)
     rows = np.arange(n) if keep is None else np.flatnonzero(keep)
     if ds.split is not None and val_fraction is None:

@@ -71,6 +71,13 @@ class EpochRecord:
 # learning-rate schedules (host side: the step takes the rate as an argument)
 # --------------------------------------------------------------------------------------------------
 def lr_at(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps: int, plateau_scale: float) -> float:
+    warm = (cfg.warmup_epochs or 0.0) * steps
+    t = epoch * steps + step_in_epoch
+    scale = min(1.0, (t + 1) / warm) if warm > 0 else 1.0
+    return scale * _scheduled_lr(cfg, epoch, step_in_epoch, steps, plateau_scale)
+
+
+def _scheduled_lr(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps: int, plateau_scale: float) -> float:
     if cfg.schedule == "step":
         drops = sum(1 for e in step_decay_epochs(cfg) if epoch >= e)
         return cfg.lr * cfg.decay_factor ** drops
@@ -228,7 +235,7 @@ class Trainer:
         from agecompact.models.registry import get_spec
         from agecompact.training import steps as S
         from agecompact.training.augment import make_augmenter
-        from agecompact.training.data import check_split, load_npz, make_split, steps_per_epoch
+        from agecompact.training.data import check_split, load_datasets, make_split, steps_per_epoch
         from agecompact.training.losses import loss_for
 
         self.say = log or (lambda _msg: None)
@@ -241,7 +248,7 @@ class Trainer:
                             if getattr(config, k) is not None and getattr(config, k) != getattr(saved, k)}
             config = dataclasses.replace(saved, **self.changed)
         resolve(config)  # bad option values fail before any data is read or any folder is touched
-        self.ds = ds = load_npz(self._dataset_path(config.db))
+        self.ds = ds = load_datasets([self._dataset_path(db.strip()) for db in config.db.split(",")])
         self.cfg = cfg = resolve(config, db_name=ds.name)
         self.spec = spec = get_spec(cfg.model)
         if ds.images.ndim == 5 and spec.crops != "context":
@@ -269,13 +276,14 @@ class Trainer:
             self.graphdef, params, stats = S.split_model(model)
         model.eval()
         self.graphdef_eval = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
-        tx = S.make_optimizer(cfg.adam_eps, cfg.clip_norm)
-        self.state = par.replicate(S.init_state(params, stats, tx))
+        tx = S.make_optimizer(cfg.adam_eps, cfg.clip_norm, cfg.weight_decay if cfg.optimizer == "adamw" else 0.0)
+        self.state = par.replicate(S.init_state(params, stats, tx, ema=bool(cfg.ema_decay)))
         self._train_step = S.make_train_step(self.graphdef, loss_for(cfg.model, kl_weight=cfg.kl_weight), tx, par,
-                                             bn_momentum=momentum, compute_dtype=cfg.compute_dtype)
+                                             bn_momentum=momentum, compute_dtype=cfg.compute_dtype,
+                                             ema_decay=cfg.ema_decay)
         self._predict = S.make_eval_step(self.graphdef_eval, par)
         self.key_data = par.replicate(S.seed_key_data(cfg.seed))
-        self.augment = make_augmenter(cfg.shear_units) if cfg.augment else None
+        self.augment = make_augmenter(cfg.shear_units, cfg.augment_policy) if cfg.augment else None
         self.margin = ds.margin if ds.margin is not None else spec.margin
 
         # loop state (restored on resume)
@@ -332,6 +340,8 @@ class Trainer:
         """Compile the train and eval steps once, ahead of the loop; a shape change then fails loudly."""
         import jax
 
+        from agecompact.training import steps as S
+
         t0 = time.perf_counter()
         par, cfg, ds = self.par, self.cfg, self.ds
 
@@ -346,7 +356,7 @@ class Trainer:
             np.float32(0), np.int32(0), self.key_data,
         ).compile()
         self.predict_fn = self._predict.lower(
-            replicated(self.state["params"]), replicated(self.state["batch_stats"]),
+            replicated(S.eval_params(self.state)), replicated(self.state["batch_stats"]),
             jax.ShapeDtypeStruct((self.eval_bs, *ds.images.shape[1:]), np.uint8, sharding=par.data),
         ).compile()
         return time.perf_counter() - t0
@@ -354,11 +364,12 @@ class Trainer:
     def evaluate_val(self) -> dict[str, Any]:
         from agecompact.evaluation.metrics import age_metrics, gender_metrics
         from agecompact.training.data import eval_batches
+        from agecompact.training.steps import eval_params
 
         preds = []
         for images, n in eval_batches(self.ds.images, self.split.val, self.eval_bs):
             local = images[self.par.local_rows(len(images))]
-            out = self.predict_fn(self.state["params"], self.state["batch_stats"], self.par.put_batch(local))
+            out = self.predict_fn(eval_params(self.state), self.state["batch_stats"], self.par.put_batch(local))
             preds.append(self.par.to_host(out)[:n])
         pred = np.concatenate(preds)
         y = self.targets["y"][self.split.val]
@@ -377,7 +388,9 @@ class Trainer:
         from agecompact.weights.modelfile import ModelMeta
 
         cfg = self.cfg
-        module = nnx.merge(self.graphdef_eval, jax.device_get(self.state["params"]),
+        from agecompact.training.steps import eval_params
+
+        module = nnx.merge(self.graphdef_eval, jax.device_get(eval_params(self.state)),
                            jax.device_get(self.state["batch_stats"]))
         meta = ModelMeta.for_arch(cfg.model, arch_kwargs=dict(cfg.arch_kwargs), dataset=self.ds.name,
                                   margin=self.margin, name=f"{cfg.model}-{self.ds.name}", metrics=metrics,

@@ -89,15 +89,31 @@ def split_model(model: nnx.Module) -> tuple[Any, nnx.State, nnx.State]:
     return graphdef, params, stats
 
 
-def make_optimizer(adam_eps: float, clip_norm: float | None = None) -> optax.GradientTransformation:
-    """Adam's direction without the learning rate (applied by the step): Keras Adam up to eps placement."""
+def make_optimizer(adam_eps: float, clip_norm: float | None = None, weight_decay: float = 0.0
+                   ) -> optax.GradientTransformation:
+    """Adam's direction without the learning rate (applied by the step): Keras Adam up to eps placement.
+
+    ``weight_decay`` > 0 makes it AdamW: decoupled decay of the kernels (arrays of rank >= 2; biases and
+    BatchNorm scales are left alone), scaled by the learning rate together with the Adam step.
+    """
     parts = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
     parts.append(optax.scale_by_adam(b1=0.9, b2=0.999, eps=adam_eps))
+    if weight_decay:
+        parts.append(optax.add_decayed_weights(weight_decay, mask=lambda p: jax.tree.map(lambda a: a.ndim >= 2, p)))
     return optax.chain(*parts)
 
 
-def init_state(params: nnx.State, stats: nnx.State, tx: optax.GradientTransformation) -> State:
-    return {"params": params, "batch_stats": stats, "opt": tx.init(params)}
+def init_state(params: nnx.State, stats: nnx.State, tx: optax.GradientTransformation, *, ema: bool = False
+               ) -> State:
+    state = {"params": params, "batch_stats": stats, "opt": tx.init(params)}
+    if ema:
+        state["ema_params"] = jax.tree.map(jnp.copy, params)
+    return state
+
+
+def eval_params(state: State) -> Any:
+    """The weights to validate and export: the EMA when the run keeps one."""
+    return state.get("ema_params", state["params"])
 
 
 @contextlib.contextmanager
@@ -116,7 +132,7 @@ def bn_momentum_zero(model: nnx.Module) -> Iterator[float]:
 
 
 def make_train_step(graphdef, loss_fn: LossFn, tx: optax.GradientTransformation, par: Parallel, *,
-                    bn_momentum: float | None = None, compute_dtype: str = "float32",
+                    bn_momentum: float | None = None, compute_dtype: str = "float32", ema_decay: float = 0.0,
                     ) -> Callable[..., tuple[State, dict[str, jax.Array]]]:
     """``step(state, images_u8, targets, lr, global_step, key_data) -> (state, metrics)``.
 
@@ -125,7 +141,8 @@ def make_train_step(graphdef, loss_fn: LossFn, tx: optax.GradientTransformation,
     ``bn_momentum_zero``: the running averages are then updated here with momentum
     ``min(bn_momentum, (1 + t) / (10 + t))``. ``compute_dtype="bfloat16"`` is mixed precision: convolutions
     and dense layers run on bfloat16 copies of the weights (they compute in their kernel's dtype), while
-    BatchNorm, the weights, Adam moments, loss and gradients stay float32.
+    BatchNorm, the weights, Adam moments, loss and gradients stay float32. With ``ema_decay`` the state
+    also carries ``ema_params``, an exponential average with decay ``min(ema_decay, (1 + t) / (10 + t))``.
     """
     dtype = jnp.dtype(compute_dtype)
     mixed = dtype != jnp.float32
@@ -161,6 +178,10 @@ def make_train_step(graphdef, loss_fn: LossFn, tx: optax.GradientTransformation,
         for leaf in jax.tree.leaves((grads, params, stats)):
             ok &= jnp.all(jnp.isfinite(leaf))
         new = {"params": params, "batch_stats": stats, "opt": opt}
+        if ema_decay:
+            t = global_step.astype(jnp.float32)
+            d = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+            new["ema_params"] = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state["ema_params"], params)
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
         metrics = {"loss": loss, "abs_err_sum": jnp.sum(jnp.abs(pred - targets["y"])), "finite": ok, **aux}
         return new, metrics

@@ -102,7 +102,6 @@ def _resolve(module, path: str):
 def load_into(model, arch: str, layers: dict[str, dict[str, np.ndarray]], *, origin: str) -> None:
     """Copy Keras arrays into ``model`` following the family's layer map; strict both ways."""
     import jax
-    import jax.numpy as jnp
     from flax import nnx
 
     from agecompact.models.registry import keras_layer_map
@@ -121,23 +120,27 @@ def load_into(model, arch: str, layers: dict[str, dict[str, np.ndarray]], *, ori
             var = getattr(target, ours, None) if ours else None
             if var is None:
                 raise InputError(f"{origin}: unexpected weight {keras_name}/{weight}")
-            expected = tuple(var[...].shape)
+            expected = tuple(var.get_value().shape)
             if array.shape != expected:
                 if array.size == int(np.prod(expected)) and array.ndim == 4 and array.shape[:2] == (1, 1):
                     array = array.reshape(expected)  # 1x1 conv over a 1x1 map == dense layer
                 else:
                     raise InputError(f"{origin}: {keras_name}/{weight} has shape {array.shape}, "
                                      f"{arch} expects {expected}")
-            var[...] = jnp.asarray(array)
+            var.set_value(jax.device_put(np.ascontiguousarray(array, np.float32)))  # no copy program
             filled += array.size
-    total = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))))
-    if filled != total:
+    leaves = jax.tree.leaves(nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat)))
+    total = sum(x.size for x in leaves)
+    if filled != total or any(isinstance(x, jax.ShapeDtypeStruct) for x in leaves):
         raise InputError(f"{origin}: the file filled {filled} of {total} values of {arch}")
 
 
 def import_keras(path: str | os.PathLike, *, arch: str | None = None):
-    """Build our model from a released ``.h5``; returns ``(module, meta)``."""
-    from agecompact.models.registry import create_model
+    """Build our model from a released ``.h5``; returns ``(module, meta)``.
+
+    The network is built from abstract shapes (no random initialisers) and filled from the file.
+    """
+    from agecompact.api import abstract_model
 
     path = Path(path)
     if not path.is_file():
@@ -146,8 +149,9 @@ def import_keras(path: str | os.PathLike, *, arch: str | None = None):
         raise InputError(f"{path}: not an HDF5 file (truncated download or wrong file?)")
     layers, attrs = read_keras_weights(path)
     arch = arch or detect_arch(layers)
-    model = create_model(arch)
+    model = abstract_model(arch, origin=str(path))
     load_into(model, arch, layers, origin=str(path))
+    model.eval()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     meta = ModelMeta.for_arch(
         arch,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from agecompact._version import __version__
 from agecompact.errors import InputError
@@ -76,10 +77,39 @@ class ModelMeta:
         return cls(**base)
 
 
-def _pack_state(state: dict[str, Any]) -> bytes:
-    from flax import serialization
+_NDARRAY_EXT = 1  # flax.serialization's msgpack extension code for an ndarray: (shape, dtype name, C bytes)
 
-    return serialization.msgpack_serialize(state)
+
+def _ext_pack(value: Any) -> msgpack.ExtType:
+    if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+        body = (value.shape, value.dtype.name, value.tobytes("C"))
+        return msgpack.ExtType(_NDARRAY_EXT, msgpack.packb(body, use_bin_type=True))
+    raise TypeError(f"cannot store {type(value).__name__} in a model file")
+
+
+def _ext_unpack(code: int, data: bytes) -> Any:
+    if code != _NDARRAY_EXT:
+        raise ValueError(f"unknown msgpack extension {code}")
+    shape, dtype, buffer = msgpack.unpackb(data, raw=True)
+    return np.frombuffer(buffer, dtype=np.dtype(dtype.decode())).reshape(shape)
+
+
+def _pack_state(state: dict[str, Any]) -> bytes:
+    """The state tree in flax.serialization's msgpack layout (byte-identical), written with numpy alone."""
+    def arrays(tree: Any) -> Any:
+        if isinstance(tree, dict):
+            return {k: arrays(v) for k, v in tree.items()}
+        return np.asarray(tree)
+
+    return msgpack.packb(arrays(state), default=_ext_pack, strict_types=True)
+
+
+def _unpack_state(body: bytes) -> dict[str, Any]:
+    """Inverse of ``_pack_state``: nested dicts of read-only numpy arrays; no jax or flax import."""
+    state = msgpack.unpackb(body, ext_hook=_ext_unpack, raw=False, strict_map_key=False)
+    if not isinstance(state, dict):
+        raise ValueError("the weights are not a tree of arrays")
+    return state
 
 
 def encode(meta: ModelMeta, state: dict[str, Any]) -> bytes:
@@ -100,8 +130,6 @@ def write(path: str | os.PathLike, meta: ModelMeta, state: dict[str, Any]) -> Pa
 
 
 def decode(data: bytes, *, origin: str = "model file") -> tuple[ModelMeta, dict[str, Any]]:
-    from flax import serialization
-
     try:
         doc = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception:
@@ -118,7 +146,7 @@ def decode(data: bytes, *, origin: str = "model file") -> tuple[ModelMeta, dict[
     if hashlib.sha256(body).hexdigest() != header.get("state_sha256"):
         raise InputError(f"{origin}: weights checksum mismatch (the file is corrupt)")
     try:
-        state = serialization.msgpack_restore(body)
+        state = _unpack_state(body)
     except Exception:
         raise InputError(f"{origin}: weights could not be decoded (the file is corrupt)") from None
     try:

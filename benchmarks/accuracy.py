@@ -1,0 +1,205 @@
+"""Accuracy of the training recipes and of the zoo models, measured so the numbers can be defended.
+
+Protocol (README "Accuracy"):
+
+* **Held-out rows, never tuned on.** UTKFace gets a 10 % hold-out chosen by a hash of each file name
+  (``preprocess --holdout 0.1``); All-Age-Faces keeps its official ``val`` list. No choice below looks at
+  these rows: they are only evaluated, once, at the end.
+* **Ablations** train on the remaining rows only, validating on a seeded 15 % of them ("dev" files).
+  The recipe and the architecture of the zoo models are picked on that dev validation.
+* **Zoo candidates** train on every non-held-out row with the chosen recipe; their *last* epoch is
+  exported (no epoch is selected on the held-out rows) and evaluated on the held-out rows, on the
+  64x64 chips and through detection (YuNet on the original photo, the model's own crop, the largest
+  face).
+* The shipped zoo models are the same command on every labelled face (``--val-fraction`` only to
+  satisfy the loop); the held-out numbers above are the ones reported for them.
+
+Stages (each skipped when its output exists, so the script resumes): ``prepare`` (preprocess),
+``ablate`` (short runs), ``zoo`` (long runs), ``evaluate`` (chips + detection, JSON), ``table``.
+
+    python benchmarks/accuracy.py all            # everything (hours on a 2-core CPU)
+    python benchmarks/accuracy.py ablate --epochs 10
+    python benchmarks/accuracy.py table          # the README table from benchmarks/results/accuracy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("AGECOMPACT_SHARED", ROOT.parent / "shared"))
+DATA = ROOT / "data"
+RUNS = ROOT / "runs" / "accuracy"
+RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
+YUNET = SHARED / "detectors" / "yunet" / "face_detection_yunet_2026may.onnx"
+UTK_ROOT = SHARED / "datasets" / "UTKFace"
+AAF_ROOT = SHARED / "datasets" / "All-Age-Faces Dataset"
+MARGIN = 0.1  # UTKFace chips have ~0.10 / 0.01 of the box around the face: any wider crop would be clipped
+
+AC = [sys.executable, "-m", "agecompact"]
+
+# name: (model, extra train options) — the ablation grid, all at the same epochs on the dev files
+ABLATIONS = {
+    "ssrnet-paper": ("ssrnet", ["--recipe", "paper"]),
+    "ssrnet-modern": ("ssrnet", ["--recipe", "modern"]),
+    "c3ae-modern": ("c3ae", ["--recipe", "modern"]),
+    "aec-modern": ("aec", ["--recipe", "modern"]),
+}
+
+
+def sh(cmd: list[str], log: Path | None = None) -> None:
+    print("+", " ".join(map(str, cmd)), flush=True)
+    if log is None:
+        subprocess.run(list(map(str, cmd)), check=True, cwd=ROOT)
+        return
+    with open(log, "a") as f:
+        subprocess.run(list(map(str, cmd)), check=True, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+
+
+def prepare() -> None:
+    """UTKFace (chips, 10 % hash hold-out) and AAF (detected with the zoo margin), plus their dev subsets."""
+    DATA.mkdir(exist_ok=True)
+    det = ["--detector", "yunet", "--detector-model", YUNET]
+    if not (DATA / "utkface.npz").is_file():
+        sh([*AC, "preprocess", "--db", "utkface", "--root", UTK_ROOT, "--holdout", "0.1",
+            "--out", DATA / "utkface.npz", "--quiet"])
+    if not (DATA / "aaf.npz").is_file():
+        sh([*AC, "preprocess", "--db", "aaf", "--root", AAF_ROOT, "--method", "detect", "--margin", str(MARGIN),
+            *det, "--out", DATA / "aaf.npz", "--quiet"])
+    for name in ("utkface", "aaf"):
+        dev = DATA / f"{name}-dev.npz"
+        if not dev.is_file():
+            _subset(DATA / f"{name}.npz", dev, split=0)
+
+
+def _subset(src: Path, dst: Path, *, split: int) -> None:
+    """The rows of ``src`` in ``split``, without the split column (so training splits them at random)."""
+    with np.load(src) as z:
+        keep = z["split"] == split
+        arrays = {k: (z[k][keep] if z[k].ndim and len(z[k]) == len(keep) else z[k]) for k in z.files
+                  if k != "split"}
+    tmp = dst.with_suffix(".tmp.npz")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    side = json.loads(Path(f"{src}.json").read_text())
+    side.update({"db": f"{side['db']}-dev", "count": int(keep.sum()), "split_names": None, "split_counts": None,
+                 "derived_from": {"path": str(src), "split": split}})
+    Path(f"{dst}.json").write_text(json.dumps(side, indent=1))
+    os.replace(tmp, dst)
+
+
+def _finished(run: Path, epochs: int) -> bool:
+    try:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return False
+    return len([ln for ln in lines if ln.strip()]) >= epochs and (run / "last.msgpack").is_file()
+
+
+def _train(run: Path, model: str, dbs: list[Path], opts: list[str], epochs: int, seed: int) -> None:
+    if _finished(run, epochs):
+        return
+    run.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [*AC, "train", "--db", ",".join(map(str, dbs)), "--model", model, *opts, "--epochs", str(epochs),
+           "--seed", str(seed), "--out", run, "--quiet", "--json"]
+    cmd += ["--resume"] if (run / "config.json").is_file() else ["--exist-ok"]
+    sh(cmd, log=run.parent / f"{run.name}.log")
+
+
+def ablate(epochs: int, names: list[str] | None) -> None:
+    for name in names or list(ABLATIONS):
+        model, opts = ABLATIONS[name]
+        _train(RUNS / f"ablate-{name}", model, [DATA / "utkface-dev.npz", DATA / "aaf-dev.npz"],
+               [*opts, "--val-fraction", "0.15"], epochs, seed=0)
+
+
+def zoo(epochs: int, candidates: dict[str, tuple[str, list[str]]]) -> None:
+    for name, (model, opts) in candidates.items():
+        _train(RUNS / f"zoo-{name}", model, [DATA / "utkface.npz", DATA / "aaf.npz"], opts, epochs, seed=0)
+
+
+def _eval(model: Path, args: list[str]) -> dict:
+    out = subprocess.run([*AC, "eval", "--model", str(model), *map(str, args), "--json"], cwd=ROOT, check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def evaluate() -> dict:
+    """Every finished run: dev validation (ablations) or held-out chips + detection (zoo candidates)."""
+    results: dict = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    for run in sorted(RUNS.glob("*/")):
+        if not (run / "last.msgpack").is_file():
+            continue
+        cfg = json.loads((run / "config.json").read_text())
+        records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+        seconds = sum(r["epoch_seconds"] for r in records)
+        row = {"model": cfg["model"], "recipe": cfg["recipe"], "epochs": len(records), "train_seconds": round(seconds),
+               "db": cfg["db"], "images_per_second": round(float(np.median([r["images_per_second"] for r in records])))}
+        last = run / "last.msgpack"
+        if run.name.startswith("ablate-"):
+            row["dev_val_mae_last"] = records[-1]["val_mae"]
+        else:
+            for db, npz in (("utkface", DATA / "utkface.npz"), ("aaf", DATA / "aaf.npz")):
+                chips = _eval(last, ["--db", npz, "--split", "test"])
+                row[f"{db}_chips"] = chips["metrics"]
+                via = _eval(last, ["--db", npz, "--split", "test", "--photos", "--detector", "yunet",
+                                   "--detector-model", YUNET])
+                row[f"{db}_detect"] = via["metrics"] | {"detection_rate": via["detection"]["rate"]}
+        from agecompact.api import load_model
+
+        row["params"] = load_model(last).num_params
+        results[run.name] = row
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    doc = results | {"_meta": {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average": os.getloadavg(),
+                                "protocol": __doc__.split("Stages")[0].strip()}}
+    RESULTS.write_text(json.dumps(doc, indent=1))
+    return doc
+
+
+def table(doc: dict) -> str:
+    lines = ["| run | model | recipe | params | epochs | train time | dev val MAE | UTKFace chips | UTKFace via "
+             "YuNet (found) | AAF via YuNet (found) |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in doc.items():
+        if name.startswith("_"):
+            continue
+        f = lambda m: "—" if m is None else f"{m['mae']:.2f}"  # noqa: E731
+        det = lambda m: "—" if m is None else f"{m['mae']:.2f} ({m['detection_rate']:.1%})"  # noqa: E731
+        lines.append(f"| {name} | {r['model']} | {r['recipe']} | {r['params']:,} | {r['epochs']} | "
+                     f"{r['train_seconds'] / 60:.0f} min | "
+                     f"{r.get('dev_val_mae_last', float('nan')):.2f} | {f(r.get('utkface_chips'))} | "
+                     f"{det(r.get('utkface_detect'))} | {det(r.get('aaf_detect'))} |".replace("nan", "—"))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("stage", choices=["prepare", "ablate", "zoo", "evaluate", "table", "all"])
+    ap.add_argument("--epochs", type=int, default=10, help="ablation epochs")
+    ap.add_argument("--zoo-epochs", type=int, default=30)
+    ap.add_argument("--only", nargs="*", help="ablation names to run")
+    ap.add_argument("--zoo", nargs="*", default=["default:ssrnet", "tiny:aec"],
+                    help="zoo candidates as name:model (modern recipe)")
+    a = ap.parse_args()
+    if a.stage in ("prepare", "all"):
+        prepare()
+    if a.stage in ("ablate", "all"):
+        ablate(a.epochs, a.only)
+    if a.stage in ("zoo", "all"):
+        zoo(a.zoo_epochs, {n: (m, ["--recipe", "modern"]) for n, m in (c.split(":") for c in a.zoo)})
+    if a.stage in ("evaluate", "all"):
+        doc = evaluate()
+        print(table(doc))
+    if a.stage == "table":
+        print(table(json.loads(RESULTS.read_text())))
+
+
+if __name__ == "__main__":
+    main()
