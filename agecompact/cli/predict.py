@@ -15,17 +15,26 @@ SUMMARY_ROWS = 50
 @app.command()
 @handle_errors
 def predict(
-    inputs: Annotated[list[Path], typer.Argument(
-        help="Images, folders (searched for images and videos) or videos (.mp4, .avi, ...).",
-        metavar="INPUT", show_default=False)],
+    inputs: Annotated[list[Path] | None, typer.Argument(
+        help="Images, folders (searched for images and videos) or videos (.mp4, .avi, ...); 0, 1, ... "
+        "for a camera (as --camera).", metavar="INPUT", show_default=False)] = None,
     model: Annotated[str, typer.Option(
-        "--model", "-m", help="Age model: a model file, a run folder, a Keras .h5 or a pretrained name "
-        "(e.g. ssrnet-wiki after `agecompact fetch ssrnet-wiki`).", show_default=False)],
+        "--model", "-m", help="Age model: a model file, a run folder, a Keras .h5, an .onnx from "
+        "`agecompact export`, a pretrained name (e.g. ssrnet-wiki after `agecompact fetch ssrnet-wiki`) "
+        "or a zoo model.")] = "default",
     gender_model: Annotated[str | None, typer.Option(
         "--gender-model", help="Also estimate gender with this SSR-Net gender model.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Write annotated copies here (names mirror the inputs).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line per face on stdout.")] = False,
+    csv_out: Annotated[Path | None, typer.Option(
+        "--csv", help="Write one CSV row per face here (file, frame, face, x, y, w, h, score, age, "
+        "age_std, gender, gender_score).", show_default=False)] = None,
+    camera: Annotated[int | None, typer.Option(
+        "--camera", min=0, help="Estimate on webcam N: a live window where a display exists, else annotated "
+        "frames in --out. Stop with q, Esc or Ctrl-C.", show_default=False)] = None,
+    max_frames: Annotated[int, typer.Option(
+        "--frames", min=0, help="Camera: stop after this many frames (0: until stopped).")] = 0,
     detector: Annotated[str, typer.Option(metavar="auto|yunet|haar|none",
         help="auto (YuNet if its model is available, else Haar), yunet, haar, or none for "
         "already-cropped faces.")] = "auto",
@@ -55,7 +64,10 @@ def predict(
         "interrupted run; their JSON lines are not printed again, so append: >> faces.jsonl).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notes on stderr.")] = False,
 ) -> None:
-    """Estimate the age of every face in images, folders or videos.
+    """Estimate the age of every face in images, folders, videos or a camera (--camera N, or INPUT 0).
+
+    Records go to stdout with --json (one line per face) and to a file with --csv (one row per face);
+    age_std is the spread of the model's own age distribution, gender_score P(male).
 
     Faces are cropped the way the model's training crops were made (margin, colour order and input size
     come from the model file). C3AE context models get three crops (outer, middle, inner) built around YuNet's
@@ -63,9 +75,11 @@ def predict(
     skipped; images without faces are reported with 0 faces), 2 bad option, 3 model or inputs missing or
     nothing readable (or any bad input with --strict), 4 an image without a face with --strict.
     """
-    from agecompact.console import err_console, make_progress, print_jsonl
+    from agecompact.console import err_console, make_progress
     from agecompact.errors import InputError, NoFaceError, UsageError
+    from agecompact.fileio import check_replaceable
     from agecompact.inference import resolve_backend
+    from agecompact.predict.camera import camera_index
     from agecompact.predict.inputs import discover
 
     if detector not in ("auto", "yunet", "haar", "none"):
@@ -78,6 +92,22 @@ def predict(
         raise UsageError(f"--quantize {quantize} runs on onnxruntime: use --backend onnx (or auto on a CPU)")
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
+    inputs = list(inputs or [])
+    if camera is None and len(inputs) == 1 and camera_index(str(inputs[0])) is not None:
+        camera, inputs = camera_index(str(inputs[0])), []
+    if camera is not None and inputs:
+        raise UsageError("give either INPUT files or --camera, not both")
+    if camera is None and not inputs:
+        raise UsageError("nothing to do: give INPUT files or folders, or --camera N")
+    if csv_out is not None:
+        check_replaceable(csv_out)
+        if any(csv_out.resolve() == p.resolve() for p in inputs):
+            raise UsageError(f"--csv {csv_out} would overwrite an input")
+    if camera is not None:
+        return _camera(camera, model=model, gender_model=gender_model, out=out, json_out=json_out,
+                       csv_out=csv_out, detector=detector, detector_model=detector_model, min_score=min_score,
+                       margin=margin, color_order=color_order, every=every, batch_size=batch_size,
+                       backend=backend, max_frames=max_frames, quiet=quiet, quantize=quantize)
 
     items, problems = discover(inputs, recursive=recursive)
     if not items:
@@ -115,33 +145,25 @@ def predict(
     for p in problems:
         warn(p.path, p.message)
 
-    from agecompact.api import load_model
-    from agecompact.faces.detector import create_detector
-    from agecompact.predict import Predictor, PredictRun
+    from agecompact.predict import PredictRun
+    from agecompact.predict.csvout import CsvRows
     from agecompact.predict.run import count_work
 
-    age_model = load_model(model)
-    sex_model = load_model(gender_model) if gender_model else None
-    kind = "yunet" if detector == "auto" and detector_model is not None else detector
-    face_detector = create_detector(kind, model_path=detector_model, score_threshold=min_score)
-    predictor = Predictor(age_model, detector=face_detector, gender_model=sex_model, backend=backend,
-                          batch_size=batch_size, margin=margin, color_order=color_order, min_score=min_score,
-                          quantize=quantize)
-
-    if detector == "auto" and face_detector.name == "haar":
-        note("note: YuNet model not found (run `agecompact fetch yunet` or pass --detector-model); "
-             "using OpenCV's Haar cascade")
+    predictor = _predictor(model, gender_model, detector, detector_model, min_score, margin, color_order,
+                           backend, batch_size, note, quantize=quantize)
+    rows = CsvRows() if csv_out is not None else None
     single = len(items) == 1 and not problems
     with predictor, make_progress(quiet=quiet, transient=True) as progress:
         task = progress.add_task("predict", total=count_work(items))
         run = PredictRun(
-            predictor, out_dir=out, every=every,
-            on_record=print_jsonl if json_out else None,
+            predictor, out_dir=out, every=every, on_record=_record_sink(json_out, rows),
             on_problem=None if single else (lambda p: warn(p.path, p.message)),
             advance=lambda n: progress.advance(task, n),
         )
         tally = run(items)
     problems += tally.problems
+    if rows is not None and tally.outcomes:
+        rows.write(csv_out)
 
     if not tally.outcomes:
         if len(problems) == 1:
@@ -160,6 +182,65 @@ def predict(
         note(_summary_line(tally, predictor))
     if failure is not None:
         raise failure
+
+
+def _predictor(model, gender_model, detector, detector_model, min_score, margin, color_order, backend,
+               batch_size, note, quantize=None):
+    from agecompact.faces.detector import create_detector
+    from agecompact.predict import Predictor
+    from agecompact.predict.models import load_predict_model
+
+    age_model = load_predict_model(model)  # lazy: JAX only if the engine needs it (no cached ONNX export)
+    sex_model = load_predict_model(gender_model, flag="--gender-model") if gender_model else None
+    kind = "yunet" if detector == "auto" and detector_model is not None else detector
+    face_detector = create_detector(kind, model_path=detector_model, score_threshold=min_score)
+    predictor = Predictor(age_model, detector=face_detector, gender_model=sex_model, backend=backend,
+                          batch_size=batch_size, margin=margin, color_order=color_order, min_score=min_score,
+                          quantize=quantize)
+    if detector == "auto" and face_detector.name == "haar":
+        note("note: YuNet model not found (run `agecompact fetch yunet` or pass --detector-model); "
+             "using OpenCV's Haar cascade")
+    return predictor
+
+
+def _record_sink(json_out: bool, rows):
+    from agecompact.console import print_jsonl
+
+    sinks = ([print_jsonl] if json_out else []) + ([rows] if rows is not None else [])
+    if not sinks:
+        return None
+
+    def sink(rec) -> None:
+        for s in sinks:
+            s(rec)
+
+    return sink
+
+
+def _camera(index: int, *, model, gender_model, out, json_out, csv_out, detector, detector_model, min_score,
+            margin, color_order, every, batch_size, backend, max_frames, quiet, quantize=None) -> None:
+    from agecompact.console import err_console, make_progress
+    from agecompact.errors import UsageError
+    from agecompact.predict.camera import display_available, run_camera
+    from agecompact.predict.csvout import CsvRows
+
+    def note(message: str) -> None:
+        if not quiet:
+            err_console.print(message, markup=False, soft_wrap=True)
+
+    show = display_available()
+    if not show and out is None and not (json_out or csv_out):
+        raise UsageError("no display for a live window: pass --out to save annotated frames (or --json / --csv)")
+    predictor = _predictor(model, gender_model, detector, detector_model, min_score, margin, color_order,
+                           backend, batch_size, note, quantize=quantize)
+    rows = CsvRows() if csv_out is not None else None
+    with predictor, make_progress(quiet=quiet, transient=True) as progress:
+        task = progress.add_task(f"camera {index}", total=max_frames or None)
+        tally = run_camera(predictor, index, out_dir=out, show=show, every=every, max_frames=max_frames,
+                           on_record=_record_sink(json_out, rows), advance=lambda n: progress.advance(task, n))
+    if rows is not None:
+        rows.write(csv_out)
+    note(_summary_line(tally, predictor) + (f"; annotated frames in {out}" if out is not None else ""))
 
 
 def _summary_line(tally, predictor) -> str:

@@ -12,8 +12,8 @@ memory on first use.
 
 ``backend``:
 
-* ``"auto"``: JAX when JAX's default backend is an accelerator (GPU/TPU); otherwise onnxruntime when it
-  is installed (``pip install 'agecompact[onnx]'``); otherwise JAX on CPU.
+* ``"auto"``: JAX when JAX's default backend is an accelerator (GPU/TPU; judged without importing JAX
+  when no accelerator plugin is installed or ``JAX_PLATFORMS=cpu``); otherwise onnxruntime when it is installed (``pip install 'agecompact[onnx]'``); otherwise JAX on CPU.
 * ``"jax"``: the model's own jitted forward pass; always available.
 * ``"onnx"`` (aliases ``"onnxruntime"``, ``"ort"``): onnxruntime on CPU; a one-line ``NotAvailableError``
   when onnxruntime (or onnx, for a first export) is not installed.
@@ -47,6 +47,7 @@ Where exported graphs are cached (an export happens once per weights):
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -76,7 +77,28 @@ def onnxruntime_available() -> bool:
     return True
 
 
+_PLUGIN_PREFIXES = ("jax_cuda", "jax_rocm", "jax_plugins", "jax_tpu", "jax_metal", "libtpu")
+
+
+def _accelerator_installed() -> bool:
+    """Whether JAX could see a GPU/TPU at all, judged without importing it (~2 s): ``JAX_PLATFORMS``
+    naming only cpu, or no accelerator plugin (``jax-cuda12-plugin``, ``libtpu``, ...) installed."""
+    platforms = [p.strip().lower() for p in os.environ.get("JAX_PLATFORMS", "").split(",") if p.strip()]
+    if platforms:
+        return any(p != "cpu" for p in platforms)
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        if any(name.lower().startswith(_PLUGIN_PREFIXES) for name in names):
+            return True
+    return False
+
+
 def _accelerator() -> bool:
+    if "jax" not in sys.modules and not _accelerator_installed():
+        return False  # CPU only: no need to start JAX to find that out
     from agecompact.envinfo import default_platform
 
     return default_platform() != "cpu"
@@ -105,6 +127,12 @@ def get_engine(model: Any, backend: str = "auto", **opts: Any) -> Engine:
     if unknown:
         raise UsageError(f"unknown engine option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     requested = str(backend).lower()
+    if getattr(model, "onnx_file", None) is not None:  # an exported graph: onnxruntime or nothing
+        if resolve_backend(backend) != "onnx" and requested != "auto":
+            raise UsageError(f"{model.onnx_file} is an ONNX graph: it runs on the onnx backend only")
+        from agecompact.inference.onnx_engine import OnnxEngine
+
+        return OnnxEngine(model, **opts)
     choice = resolve_backend(backend)
     if opts.get("quantize") not in (None, "none") and choice != "onnx":
         raise UsageError(f"--quantize {opts['quantize']} runs on onnxruntime: use --backend onnx (or auto on a CPU)")

@@ -127,7 +127,10 @@ class OnnxEngine:
         self.micro_batch = max(1, MICRO_BATCH_IMAGES // crops) if micro_batch is None else int(micro_batch)
         if min(self.threads, self.workers, self.micro_batch) < 1:
             raise UsageError("threads, workers and micro_batch must be at least 1")
-        fingerprint = export_fingerprint(model)
+        graph_only = getattr(model, "onnx_file", None)  # an exported .onnx given as the model itself
+        if graph_only is not None and onnx_path is None:
+            onnx_path = graph_only
+        fingerprint = None if graph_only is not None else export_fingerprint(model)
         from agecompact.export.quantize import check_mode
 
         self.quantize = check_mode(quantize)  # None (float32) or "int8": see agecompact.export.quantize
@@ -141,7 +144,7 @@ class OnnxEngine:
                 session = open_session(self.path, self.threads)
             except Exception as e:
                 raise InputError(f"{self.path}: not a loadable ONNX model ({type(e).__name__})") from None
-            if _fingerprint(session) != fingerprint:
+            if fingerprint is not None and _fingerprint(session) != fingerprint:
                 raise UsageError(f"{self.path} was not exported from these weights ({model.name})")
             stored = session.get_modelmeta().custom_metadata_map.get("quantization")
             if self.quantize is not None and stored != self.quantize:

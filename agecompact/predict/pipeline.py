@@ -26,7 +26,14 @@ class FaceResult:
     score: float | None  # detector confidence; None for detectors without one (Haar, none)
     age: float
     gender: str | None = None  # "M" / "F" when a gender model is given
-    gender_score: float | None = None  # the gender model's output, 1 = male (IMDB-WIKI convention)
+    gender_score: float | None = None  # P(male) in [0, 1] from the gender model (IMDB-WIKI: 1 = male)
+    age_std: float | None = None  # spread of the model's own age distribution, years (predict.uncertainty)
+
+
+def male_probability(score: float) -> float:
+    """The gender model's output as P(male): SSR-Net's V = 1 regressor targets 0 (female) / 1 (male)
+    and can overshoot slightly, so it is clipped to [0, 1] (not otherwise calibrated)."""
+    return float(np.clip(score, 0.0, 1.0)) if np.isfinite(score) else float("nan")
 
 
 def batch_buckets(batch_size: int) -> tuple[int, ...]:
@@ -50,17 +57,25 @@ class ModelRunner:
     def inputs(self, image: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray]:
         return [network_input(image, f.box, self.crop, landmarks=f.landmarks) for f in faces]
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Outputs for ``x``, in chunks of ``batch_size`` padded to a fixed bucket."""
-        out = []
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``pred`` and the age spread (None where the model has none) for ``x``, in chunks of
+        ``batch_size`` padded to a fixed bucket."""
+        from agecompact.predict.uncertainty import age_std
+
+        preds, spreads = [], []
         for start in range(0, len(x), self.batch_size):
             part = x[start:start + self.batch_size]
             n = len(part)
             bucket = next(b for b in self.buckets if b >= n) if self.pads else n
             if bucket != n:
                 part = np.concatenate([part, np.zeros((bucket - n, *part.shape[1:]), part.dtype)])
-            out.append(np.asarray(self.engine.predict(part, batch_size=bucket), np.float32)[:n])
-        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+            heads = {k: np.asarray(v)[:n] for k, v in self.engine.outputs(part, batch_size=bucket).items()}
+            preds.append(np.asarray(heads["pred"], np.float32))
+            spreads.append(age_std(self.model.meta, heads) if self.model.meta.task == "age" else None)
+        if not preds:
+            return np.zeros((0,), np.float32), None
+        spread = None if any(s is None for s in spreads) else np.concatenate(spreads)
+        return np.concatenate(preds), spread
 
 
 class Predictor:
@@ -99,18 +114,19 @@ class Predictor:
         counts = [len(f) for f in faces]
         if sum(counts) == 0:
             return [[] for _ in images]
-        ages = self._outputs(self.age, images, faces)
-        genders = self._outputs(self.gender, images, faces) if self.gender is not None else None
+        ages, spreads = self._outputs(self.age, images, faces)
+        genders = self._outputs(self.gender, images, faces)[0] if self.gender is not None else None
         scored = getattr(self.detector, "scored", True)
         results: list[list[FaceResult]] = []
         k = 0
         for image_faces in faces:
             row = []
             for i, f in enumerate(image_faces):
-                g = float(genders[k]) if genders is not None else None
+                g = male_probability(genders[k]) if genders is not None else None
                 row.append(FaceResult(
                     index=i, box=tuple(float(v) for v in f.box), score=float(f.score) if scored else None,
-                    age=float(ages[k]), gender=None if g is None else ("M" if g >= 0.5 else "F"), gender_score=g))
+                    age=float(ages[k]), gender=None if g is None else ("M" if g >= 0.5 else "F"), gender_score=g,
+                    age_std=None if spreads is None else float(spreads[k])))
                 k += 1
             results.append(row)
         return results
@@ -132,6 +148,6 @@ class Predictor:
         return self.estimate(images, [self.detect(im) for im in images])
 
     @staticmethod
-    def _outputs(runner: ModelRunner, images, faces) -> np.ndarray:
+    def _outputs(runner: ModelRunner, images, faces) -> tuple[np.ndarray, np.ndarray | None]:
         crops = [c for image, fs in zip(images, faces, strict=True) for c in runner.inputs(image, fs)]
         return runner.run(np.stack(crops))
