@@ -164,6 +164,63 @@ def evaluate() -> dict:
     return doc
 
 
+ZOO = ROOT / "agecompact" / "zoo"
+LICENCES = {"utkface": "UTKFace: non-commercial research only (https://susanqq.github.io/UTKFace/)",
+            "aaf": "All-Age-Faces: non-commercial research only (https://github.com/JingchunCheng/All-Age-Faces-Dataset)"}
+DESCRIPTIONS = {"default": "the most accurate agecompact model with <= 50,000 values",
+                "tiny": "the most accurate agecompact model with <= 20,000 values"}
+
+
+def ship(names: list[str]) -> None:
+    """Copy zoo runs' last epoch into agecompact/zoo/ with their manifest entry (command, data, metrics)."""
+    import hashlib
+
+    from agecompact.api import load_model
+    from agecompact.zoo import probe_faces
+
+    doc = json.loads(RESULTS.read_text())
+    manifest = json.loads((ZOO / "manifest.json").read_text())
+    models = {m["name"]: m for m in manifest.get("models", [])}
+    for name in names:
+        run = RUNS / f"zoo-{name}"
+        row = doc[run.name]
+        cfg = json.loads((run / "config.json").read_text())
+        model = load_model(run / "last.msgpack")
+        model.meta.name = f"agecompact-{name}"
+        held_out = {k: row[k] for k in ("utkface_chips", "utkface_detect", "aaf_chips", "aaf_detect")}
+        model.meta.metrics = {k: round(v["mae"], 3) for k, v in held_out.items()}
+        model.meta.source = {"type": "zoo", "name": name, "recipe": cfg["recipe"], "epochs": cfg["epochs"],
+                             "seed": cfg["seed"], "datasets": ["utkface", "aaf"]}
+        out = ZOO / f"{name}.msgpack"
+        model.save(out)
+        data = out.read_bytes()
+        assert len(data) <= 250_000, f"{out} is {len(data)} bytes"
+        models[name] = {
+            "name": name, "file": out.name, "arch": model.arch, "sha256": hashlib.sha256(data).hexdigest(),
+            "description": DESCRIPTIONS.get(name, ""), "num_params": model.num_params, "bytes": len(data),
+            "margin": model.meta.margin, "color_order": model.meta.color_order,
+            "probe_ages": [round(float(a), 4) for a in load_model(out).predict(probe_faces())],
+            "training": {
+                "commands": [
+                    "python benchmarks/accuracy.py prepare",
+                    f"agecompact train --db data/utkface.npz,data/aaf.npz --model {cfg['model']} --recipe "
+                    f"{cfg['recipe']} --epochs {cfg['epochs']} --seed {cfg['seed']} --out runs/accuracy/zoo-{name}",
+                ],
+                "exported": "last epoch (no epoch chosen on held-out rows)",
+                "train_rows": {"utkface": "split 0 of preprocess --holdout 0.1 (19,240 faces)",
+                               "aaf": "image sets/train.txt (1,600 faces, YuNet crops with margin 0.1)"},
+                "wall_seconds": row["train_seconds"], "images_per_second": row["images_per_second"],
+                "machine": "2-core x86-64 CPU, shared with other work",
+            },
+            "datasets": LICENCES,
+            "held_out": held_out,
+        }
+    manifest["models"] = [models[k] for k in sorted(models)]
+    manifest["note"] = ("Models trained by agecompact itself (benchmarks/accuracy.py). Held-out rows: UTKFace's "
+                        "10 % file-name-hash hold-out and AAF's official val list, never used for any choice.")
+    (ZOO / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
 def table(doc: dict) -> str:
     lines = ["| run | model | recipe | params | epochs | train time | dev val MAE | UTKFace chips | UTKFace via "
              "YuNet (found) | AAF via YuNet (found) |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -181,7 +238,7 @@ def table(doc: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=["prepare", "ablate", "zoo", "evaluate", "table", "all"])
+    ap.add_argument("stage", choices=["prepare", "ablate", "zoo", "evaluate", "table", "ship", "all"])
     ap.add_argument("--epochs", type=int, default=10, help="ablation epochs")
     ap.add_argument("--zoo-epochs", type=int, default=30)
     ap.add_argument("--only", nargs="*", help="ablation names to run")
@@ -197,6 +254,8 @@ def main() -> None:
     if a.stage in ("evaluate", "all"):
         doc = evaluate()
         print(table(doc))
+    if a.stage == "ship":
+        ship([c.split(":")[0] for c in a.zoo])
     if a.stage == "table":
         print(table(json.loads(RESULTS.read_text())))
 

@@ -16,7 +16,6 @@ from agecompact.training.config import TrainConfig, resolve
 sys.path.insert(0, str(Path(__file__).parent))
 from train_data_helpers import write_synthetic_npz  # noqa: E402
 
-
 # -- recipes ---------------------------------------------------------------------------------------
 
 def test_modern_recipe_fills_its_defaults_and_paper_keeps_the_published_ones():
@@ -78,7 +77,7 @@ def test_adamw_decays_kernels_only():
 
 
 def test_strong_augmentation_is_seeded_and_leaves_the_paper_stream_alone():
-    from agecompact.training.augment import augment_batch, make_augmenter, AugmentSpec
+    from agecompact.training.augment import AugmentSpec, augment_batch, make_augmenter
 
     rng_images = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
     strong = make_augmenter("radians", "strong")

@@ -46,7 +46,7 @@ def fetch(
     from agecompact.errors import UsageError
 
     if list_ or not names:
-        rows = [_describe(s) for s in sources().values()]
+        rows = [_describe(s) for s in sources().values()] + _zoo_rows()
         if json_:
             print_json(rows)
         else:
@@ -57,9 +57,15 @@ def fetch(
     if url is not None and len(names) > 1:
         raise UsageError("--url needs exactly one NAME")
     from agecompact.data.fetch import fetch as fetch_one
+    from agecompact.zoo import entries as zoo_entries
 
-    selected = [get_source(n) for n in names]
-    reports = []
+    shipped = [n for n in names if n in zoo_entries()]
+    selected = [get_source(n) for n in names if n not in shipped]
+    reports = [{"name": n, "status": "present", "path": str(zoo_entries()[n].path), "shipped": True}
+               for n in shipped]
+    for r in reports:
+        if not json_:
+            _print_report(r)
     for source in selected:
         report = fetch_one(source, dest=dest, url=url, force=force, quiet=quiet, count=count, seed=seed,
                            keep_archive=keep_archive)
@@ -68,6 +74,16 @@ def fetch(
             _print_report(report)
     if json_:
         print_json(reports if len(reports) > 1 else reports[0])
+
+
+def _zoo_rows() -> list[dict]:
+    """The models shipped inside the package: nothing to download, listed so users find them."""
+    from agecompact.zoo import entries
+
+    return [{"name": e.name, "kind": "zoo model", "description": f"{e.arch}: {e.description} (shipped; "
+             f"{e.info.get('num_params', 0):,} values)", "url": None, "size": e.info.get("bytes"),
+             "sha256": e.sha256, "licence": "; ".join(e.info.get("datasets", {}).values()),
+             "destination": str(e.path)} for e in entries().values()]
 
 
 def _describe(source) -> dict:
@@ -90,14 +106,16 @@ def _table(rows: list[dict]):
 
 
 def _print_report(report: dict) -> None:
-    from agecompact.console import stdout_console
+    from agecompact.console import markup, stdout_console
 
     console = stdout_console()
     status, name, path = report["status"], report["name"], report["path"]
     if status == "manual":
-        console.print(f"[bold]{name}[/]: {report['instructions']}")
+        console.print(markup("[bold]{}[/]: {}", name, report["instructions"]))
         if report.get("present"):
             console.print(f"{path} already exists.")
+    elif status == "present" and report.get("shipped"):
+        console.print(f"{name}: shipped inside the package ({path}); nothing to fetch")
     elif status == "present":
         console.print(f"{name}: already present at {path} (use --force to fetch again)")
     elif status == "generated":

@@ -48,6 +48,21 @@ def entries() -> dict[str, ZooEntry]:
     return out
 
 
+def probe_faces():
+    """Four deterministic face-like 64x64 BGR images (gradients with a bright ellipse). The manifest records
+    each model's ages on them (``probe_ages``), so an install can be checked without any data."""
+    import numpy as np
+
+    yy, xx = np.mgrid[:64, :64].astype(np.float32)
+    out = []
+    for k in range(4):
+        img = 40 + 30 * k + 0.8 * yy[..., None] + np.zeros((64, 64, 3), np.float32)
+        face = ((yy - 34) / (22 - 2 * k)) ** 2 + ((xx - 32) / 17) ** 2 <= 1
+        img[face] = [120 + 20 * k, 150 + 10 * k, 190]
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
 def zoo_model_path(name: str) -> Path | None:
     """The verified file of zoo model ``name``, or None when the zoo has no such model."""
     entry = entries().get(name)

@@ -1,0 +1,80 @@
+"""The model zoo shipped inside the package: offline by name, verified, pinned, re-trainable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agecompact import zoo
+from agecompact.errors import InputError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_data_helpers import write_synthetic_npz  # noqa: E402
+
+# What was shipped (benchmarks/accuracy.py ship): a change to a zoo file must be deliberate.
+PINNED = {
+    "default": {"arch": "ssrnet", "num_params": 40915, "max_values": 50_000},
+    "tiny": {"arch": "aec", "num_params": 20014, "max_values": 20_000},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_zoo_model_loads_offline_and_matches_its_manifest(name):
+    import agecompact
+
+    entry = zoo.entries()[name]
+    pin = PINNED[name]
+    data = entry.path.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == entry.sha256
+    assert len(data) <= 250_000 and entry.info["bytes"] == len(data)
+    model = agecompact.load_model(name)
+    assert model.arch == entry.arch == pin["arch"]
+    assert model.num_params == entry.info["num_params"] == pin["num_params"] <= pin["max_values"]
+    assert model.meta.margin == entry.info["margin"] and model.meta.color_order == entry.info["color_order"] == "BGR"
+    assert model.meta.name == f"agecompact-{name}" and model.meta.source["type"] == "zoo"
+    for key in ("commands", "train_rows", "wall_seconds"):
+        assert key in entry.info["training"]
+    assert "non-commercial" in " ".join(entry.info["datasets"].values())
+    ages = model.predict(zoo.probe_faces())
+    assert np.all(np.isfinite(ages)) and np.all((ages > -5) & (ages < 120))
+    assert np.allclose(ages, entry.info["probe_ages"], atol=1e-3), ages.tolist()
+
+
+def test_a_damaged_zoo_file_is_one_clear_error(tmp_path, monkeypatch):
+    entry = zoo.entries()["default"]
+    bad = tmp_path / entry.file
+    bad.write_bytes(entry.path.read_bytes()[:-10] + b"0123456789")
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    with pytest.raises(InputError, match="does not match its manifest"):
+        zoo.zoo_model_path("default")
+
+
+def test_fetch_lists_the_zoo(cli):
+    r = cli("fetch", "--list", "--json")
+    assert r.exit_code == 0, r.output
+    kinds = {row["name"]: row["kind"] for row in json.loads(r.stdout)}
+    assert kinds["default"] == kinds["tiny"] == "zoo model"
+    r = cli("fetch", "tiny")
+    assert r.exit_code == 0 and "shipped inside the package" in r.output
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_the_zoo_training_command_runs_on_small_data(name, tmp_path, cli):
+    """The manifest's exact command, on tiny synthetic data for two epochs instead of the real sets."""
+    a = write_synthetic_npz(tmp_path / "a.npz", 96, seed=4, db="utkface", margin=0.1, with_split=True)
+    b = write_synthetic_npz(tmp_path / "b.npz", 64, seed=5, db="aaf", margin=0.1, with_split=True)
+    command = shlex.split(zoo.entries()[name].info["training"]["commands"][-1])
+    assert command[:2] == ["agecompact", "train"]
+    args = command[2:]
+    for flag, value in (("--db", f"{a},{b}"), ("--epochs", "2"), ("--out", str(tmp_path / "run"))):
+        args[args.index(flag) + 1] = value
+    r = cli(*args, "--batch-size", "32", "--quiet", "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["epochs"] == 2 and np.isfinite(summary["val_mae"])
