@@ -57,12 +57,21 @@ class YuNetDetector:
 
 
 class HaarDetector:
-    """OpenCV's bundled frontal-face Haar cascade: no download, weaker than YuNet, no landmarks."""
+    """OpenCV's bundled frontal-face Haar cascade: no download, weaker than YuNet, no landmarks.
+
+    Each box gets a score in (0, 1) from the cascade's last-stage weight ``w`` (``w / (1 + w)``): it ranks
+    detections but is not a calibrated confidence, so ``--min-score`` (a YuNet threshold) does not apply.
+    Overlapping boxes (the cascade sometimes keeps a second, nested box on one face) go through
+    non-maximum suppression: of two boxes whose overlap covers more than ``overlap`` of the smaller one,
+    only the higher-scoring one is kept.
+    """
 
     name = "haar"
-    scored = False  # every detection reports 1.0
+    scored = False  # --min-score does not apply: the scores below are not confidences
+    reports_score = True
 
-    def __init__(self, *, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24):
+    def __init__(self, *, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24,
+                 overlap: float = 0.5):
         import cv2
 
         haar_dir = getattr(getattr(cv2, "data", None), "haarcascades", None)
@@ -70,14 +79,42 @@ class HaarDetector:
             raise UsageError("this OpenCV build has no Haar cascades (opencv-python-headless>=4.10,<5 has them)")
         self._cascade = cv2.CascadeClassifier(os.path.join(haar_dir, "haarcascade_frontalface_default.xml"))
         self._args = (scale_factor, min_neighbors, (min_size, min_size))
+        self.overlap = overlap
 
     def detect(self, image: np.ndarray) -> list[Face]:
         import cv2
 
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
         scale, neighbors, min_size = self._args
-        boxes = self._cascade.detectMultiScale(gray, scaleFactor=scale, minNeighbors=neighbors, minSize=min_size)
-        return [Face(tuple(float(v) for v in b), 1.0) for b in (boxes if len(boxes) else [])]
+        boxes, _, weights = self._cascade.detectMultiScale3(
+            gray, scaleFactor=scale, minNeighbors=neighbors, minSize=min_size, outputRejectLevels=True)
+        if len(boxes) == 0:
+            return []
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        w = np.maximum(np.asarray(weights, np.float64).reshape(-1), 0.0)
+        scores = w / (1.0 + w)
+        return [Face(tuple(float(v) for v in boxes[i]), float(scores[i]))
+                for i in suppress_overlaps(boxes, scores, self.overlap)]
+
+
+def suppress_overlaps(boxes: np.ndarray, scores: np.ndarray, overlap: float) -> list[int]:
+    """Indices kept by non-maximum suppression, best first; two boxes overlap when their intersection
+    covers more than ``overlap`` of the smaller box (so a box nested in another counts, as it must)."""
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    area = boxes[:, 2] * boxes[:, 3]
+    keep: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        if all(_covered(i, j, x1, y1, x2, y2, area) <= overlap for j in keep):
+            keep.append(int(i))
+    return keep
+
+
+def _covered(i, j, x1, y1, x2, y2, area) -> float:
+    iw = max(0.0, min(x2[i], x2[j]) - max(x1[i], x1[j]))
+    ih = max(0.0, min(y2[i], y2[j]) - max(y1[i], y1[j]))
+    smaller = min(area[i], area[j])
+    return iw * ih / smaller if smaller > 0 else 0.0
 
 
 class WholeImage:

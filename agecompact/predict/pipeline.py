@@ -116,7 +116,7 @@ class Predictor:
             return [[] for _ in images]
         ages, spreads = self._outputs(self.age, images, faces)
         genders = self._outputs(self.gender, images, faces)[0] if self.gender is not None else None
-        scored = getattr(self.detector, "scored", True)
+        scored = getattr(self.detector, "scored", True) or getattr(self.detector, "reports_score", False)
         results: list[list[FaceResult]] = []
         k = 0
         for image_faces in faces:
