@@ -18,7 +18,7 @@ from agecompact.errors import InputError
 
 SPLITS = ("train", "val")
 IMAGE_DIRS = ("aglined faces", "aligned faces")  # the distribution spells it "aglined"
-_NAME = re.compile(r"^\d+A(?P<age>\d+)\.\w+$")
+_NAME = re.compile(r"^\d+A(?P<age>\d+)(?:\.\w+)?$")  # the lists name files with or without ".jpg"
 
 
 def parse_name(name: str) -> int | None:
@@ -51,11 +51,12 @@ def list_samples(root: str | os.PathLike | None = None) -> Samples:
                 continue
             if len(fields) != 2 or fields[1] not in ("0", "1"):
                 raise InputError(f"{list_file}:{line_no}: expected 'name gender', got {line!r}")
-            age = parse_name(fields[0])
+            name = fields[0] if "." in fields[0] else f"{fields[0]}.jpg"
+            age = parse_name(name)
             if age is None:
-                unlabelled.append(f"{image_dir}/{fields[0]}")
+                unlabelled.append(f"{image_dir}/{name}")
                 continue
-            paths.append(f"{image_dir}/{fields[0]}")
+            paths.append(f"{image_dir}/{name}")
             ages.append(age)
             genders.append(int(fields[1]))
             splits.append(split_index)

@@ -182,20 +182,37 @@ def _http_fetch(url: str, part: Path, size: int | None, timeout: float, progress
         progress.update(task, total=expected_end if expected_end else size, completed=have)
         received = have
         try:
-            with open(part, mode) as out:
+            with open(part, mode, buffering=0) as out:
                 while True:
                     block = response.read(CHUNK)
                     if not block:
                         break
-                    out.write(block)
+                    _write_local(out, block, part)
                     received += len(block)
                     progress.advance(task, len(block))
+        except _LocalWriteError as e:  # a full disk is no network failure: not retried, reported as it is
+            raise e.error from None
         except (OSError, urllib.error.URLError, ValueError) as e:
             raise _Retryable(f"connection lost after {received} bytes ({type(e).__name__})") from None
         except Exception as e:  # http.client.IncompleteRead and friends
             raise _Retryable(f"connection lost after {received} bytes ({type(e).__name__})") from None
     if expected_end is not None and received < expected_end:
         raise _Retryable(f"connection closed after {received} of {expected_end} bytes")
+
+
+class _LocalWriteError(Exception):
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _write_local(out, block: bytes, part: Path) -> None:
+    view = memoryview(block)
+    try:
+        while view:
+            view = view[out.write(view):]
+    except OSError as e:
+        raise _LocalWriteError(OSError(e.errno, e.strerror, str(part))) from None
 
 
 def _content_range_start(value: str | None) -> int | None:

@@ -32,15 +32,19 @@ def _dataset(source: Source, *, dest, url, force, quiet, keep_archive, **_) -> d
     root = source.destination(dest)
     crop = root / f"{source.name}_crop"
     mat = crop / f"{source.name}.mat"
-    if mat.is_file() and not force:
-        return _report(source, "present", crop)
     archive = root / (source.filename or f"{source.name}.tar")
+    if mat.is_file() and not force:
+        if _read_record(archive).get("keep") is False:
+            discard_archive(archive)  # a kill came between placing the dataset and removing the archive
+        return _report(source, "present", crop)
     wanted = url or source.url
     if force or not cached_archive_matches(archive, wanted, source):
         discard_archive(archive)  # another URL's, unverified or damaged: never reused
         download(wanted, archive, sha256=source.sha256, size=source.size, force=force, quiet=quiet,
                  label=archive.name)
-        _write_archive_record(archive, wanted)
+        _write_archive_record(archive, wanted, keep=keep_archive)
+    elif _read_record(archive).get("keep") != keep_archive:
+        _write_archive_record(archive, wanted, keep=keep_archive, digest=_read_record(archive)["sha256"])
     try:
         extract_tar(archive, root, quiet=quiet, force=force, require=f"{crop.name}/{mat.name}")
     except (CorruptArchiveError, UnsafeArchiveError) as e:
@@ -56,11 +60,20 @@ def archive_record(archive: Path) -> Path:
     return archive.with_name(archive.name + ".source.json")
 
 
-def _write_archive_record(archive: Path, url: str) -> None:
+def _write_archive_record(archive: Path, url: str, *, keep: bool, digest: str | None = None) -> None:
+    """``keep``: whether the archive is to stay after extraction (``--keep-archive``)."""
     from agecompact.fileio import atomic_write_json
 
     atomic_write_json(archive_record(archive), {"url": url, "size": archive.stat().st_size,
-                                                "sha256": sha256_of(archive)})
+                                                "sha256": digest or sha256_of(archive), "keep": keep})
+
+
+def _read_record(archive: Path) -> dict:
+    try:
+        record = json.loads(archive_record(archive).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def cached_archive_matches(archive: Path, url: str, source: Source) -> bool:
@@ -68,11 +81,8 @@ def cached_archive_matches(archive: Path, url: str, source: Source) -> bool:
     (and the source's own, where it publishes them)."""
     if not archive.is_file() or archive.is_symlink():
         return False
-    try:
-        record = json.loads(archive_record(archive).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(record, dict) or record.get("url") != url:
+    record = _read_record(archive)
+    if record.get("url") != url:
         return False
     size = archive.stat().st_size
     if record.get("size") != size or (source.size is not None and source.size != size):

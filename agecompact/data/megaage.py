@@ -43,9 +43,10 @@ def list_samples(root: str | os.PathLike | None = None) -> Samples:
         age_text = ages_file.read_text(encoding="utf-8", errors="replace")
         digest.update(names_file.read_bytes() + ages_file.read_bytes())
         try:
-            split_ages = [int(round(float(a))) for a in age_text.split()]
-        except ValueError:
-            raise InputError(f"{ages_file}: ages must be numbers") from None
+            # int(float(x)), as the reference script reads them: a fractional age is truncated, not rounded
+            split_ages = [int(float(a)) for a in age_text.split()]
+        except (ValueError, OverflowError):  # text, nan, inf
+            raise InputError(f"{ages_file}: ages must be finite numbers") from None
         if len(split_ages) != len(names):
             raise InputError(f"{names_file.name} lists {len(names)} names but {ages_file.name} "
                              f"{len(split_ages)} ages")

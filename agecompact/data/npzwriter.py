@@ -18,6 +18,23 @@ import numpy as np
 STREAM_ROWS = 512  # rows per read when streaming the scratch file into the zip (6 MiB at 64x64x3)
 
 
+def _reserve(path: Path, size: int) -> None:
+    """Claim the scratch file's blocks now, so a disk too small fails here with ENOSPC (one clear error)
+    rather than after hours of decoding; filesystems without fallocate keep the sparse file."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    finally:
+        os.close(fd)
+
+
 class ScratchImages:
     """A (N, size, size, 3) uint8 ``.npy`` on disk, written row by row from any thread."""
 
@@ -30,6 +47,7 @@ class ScratchImages:
             mm = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.uint8, shape=self.shape)
             self.offset = mm.offset
             del mm
+            _reserve(self.path, self.offset + n * self.row_bytes)
         else:
             mm = np.load(self.path, mmap_mode="r")
             if mm.shape != self.shape or mm.dtype != np.uint8:

@@ -57,4 +57,6 @@ def list_samples(root: str | os.PathLike | None = None) -> Samples:
         genders.append(parsed[1])
     return Samples("utkface", folder, paths, np.asarray(ages), np.asarray(genders), unlabelled=unlabelled,
                    source={"labels": "file names age_gender_race_datetime (UTKFace gender flipped to 1 = male)",
-                           "listing_sha256": listing.hexdigest(), "files": len(names)})
+                           "listing_sha256": listing.hexdigest(), "files": len(names),
+                           # kept as labelled (yu4u's scripts cap them at 100)
+                           "ages_above_100": int(sum(a > 100 for a in ages))})
