@@ -21,7 +21,7 @@ def fetch(
     url: Annotated[str | None, typer.Option(help="Mirror URL to download from instead (http, https or "
                                                  "file://); a known checksum is still verified.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Download / regenerate even if present.")] = False,
-    count: Annotated[int | None, typer.Option(min=1, help="demo: number of images (default 2500).")] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="demo: number of images (default 3200).")] = None,
     seed: Annotated[int, typer.Option(help="demo: random seed (same seed, same files).")] = 0,
     keep_archive: Annotated[bool, typer.Option("--keep-archive", help="imdb/wiki: keep the .tar after "
                                                                       "extracting it.")] = False,
