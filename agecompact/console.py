@@ -1,4 +1,13 @@
-"""Where output goes: tables and JSON on stdout, progress and logs on stderr."""
+"""Where output goes: tables and JSON on stdout, progress and logs on stderr.
+
+Text from outside the program (file and folder names, model-file and ONNX metadata, dataset sidecars,
+config values, URLs, library messages) reaches these consoles all the time, so they treat every plain
+``str`` as data, never as Rich markup: no ``[tags]``, no ``:emoji:`` codes, no highlighting, and control
+characters, line breaks and undecodable bytes shown visibly (``visible``), so one value stays one line and
+cannot move the cursor or recolour the terminal. That holds for ``print``, table cells and titles and
+progress descriptions alike. Styled output is built explicitly: ``print(msg, style="yellow")`` or
+``markup("[bold]{}[/]: {}", name, text)``, whose template is the program's and whose values are escaped.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +16,102 @@ import io
 import json
 import math
 import os
+import re
 import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
-    TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
-err_console = Console(stderr=True, highlight=False)
+# C0 and C1 controls, DEL, Unicode line/paragraph separators, bidirectional overrides and marks, and lone
+# surrogates (os.fsdecode's stand-ins for bytes that are not UTF-8, which no terminal encoding can write).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _show(match: re.Match) -> str:
+    c = match.group()
+    if c in _NAMED:
+        return _NAMED[c]
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the original byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(value: Any) -> str:
+    """``value`` as one printable line: control characters, line breaks and undecodable bytes as escapes
+    (``\\n``, ``\\x1b``, ``\\xff``), everything else unchanged. Never raises."""
+    try:
+        text = value if isinstance(value, str) else os.fsdecode(value) if isinstance(value, bytes) else str(value)
+    except Exception:  # an object whose __str__ fails still gets a name
+        text = f"<{type(value).__name__}>"
+    return _UNSAFE.sub(_show, text)
+
+
+def plain(value: Any, style: str = "") -> Text:
+    """A Rich ``Text`` of an untrusted value: shown literally and on one line, optionally styled."""
+    return Text(visible(value), style=style)
+
+
+def markup(template: str, *values: Any, **named: Any) -> Text:
+    """Rich markup from a template the program wrote, with untrusted ``values`` filled into its ``{}``:
+    ``markup("[bold]{}[/]: {}", name, text)``. The values are escaped, so they never open or close tags."""
+    def safe(v: Any) -> str:
+        return escape(visible(v))
+
+    return Text.from_markup(template.format(*map(safe, values), **{k: safe(v) for k, v in named.items()}),
+                            emoji=False)
+
+
+class SafeConsole(Console):
+    """A Rich console for which every plain string is data (see the module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.update(markup=False, emoji=False, highlight=False)
+        super().__init__(**kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        # Every str Rich prints goes through here: print() arguments, table cells, titles and captions.
+        kwargs.update(markup=False, emoji=False, highlight=False)
+        return super().render_str(visible(text), **kwargs)
+
+
+err_console = SafeConsole(stderr=True)
 
 
 def stdout_console() -> Console:
     # Built per call so that test runners that swap sys.stdout capture the output. Piped output gets
     # a wide page so tables are not truncated to 80 columns.
     width = None if sys.stdout.isatty() else 200
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
+    return SafeConsole(file=sys.stdout, soft_wrap=True, width=width)
+
+
+def print_error(message: Any) -> None:
+    """``error: <message>`` as one plain line on stderr (no Rich involved). Never raises: this is the last
+    thing a failing command does."""
+    line = "error: " + visible(message.strip() if isinstance(message, str) else message) + "\n"
+    stream = sys.stderr
+    try:
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        try:
+            line = line.encode(encoding, "backslashreplace").decode(encoding)
+        except (LookupError, UnicodeError):
+            line = line.encode("ascii", "backslashreplace").decode("ascii")
+        stream.write(line)
+        stream.flush()
+    except Exception:  # a closed or broken stderr: nowhere left to report
+        pass
 
 
 def print_json(obj: Any) -> None:
@@ -88,8 +171,16 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
-def log(message: str) -> None:
-    err_console.print(message)
+def log(message: Any, *, style: str | None = None) -> None:
+    """One note on stderr, shown literally (see the module docstring); ``style`` colours it, e.g. "yellow"."""
+    err_console.print(message, style=style, soft_wrap=True)
+
+
+class DescriptionColumn(ProgressColumn):
+    """A progress bar's task description, shown literally: descriptions carry file and dataset names."""
+
+    def render(self, task) -> Text:
+        return plain(task.description, style="progress.description")
 
 
 def make_progress(*, quiet: bool = False, transient: bool = False) -> Progress:
@@ -100,7 +191,7 @@ def make_progress(*, quiet: bool = False, transient: bool = False) -> Progress:
     """
     return Progress(
         SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
+        DescriptionColumn(),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -35,7 +35,9 @@ def main() -> None:
         else:
             ctx = getattr(e, "ctx", None)
             hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-            sys.stderr.write(f"error: {e.format_message()}{hint}\n")
+            from agecompact.console import print_error
+
+            print_error(f"{e.format_message()}{hint}")
         sys.exit(e.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 

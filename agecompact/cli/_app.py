@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import sys
+import os
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -26,11 +26,12 @@ app = App(
 )
 
 
-def fail(message: str, code: int) -> None:
-    """Print one line on stderr and leave with ``code`` (a multi-line message, e.g. from a library, is joined)."""
-    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
-    sys.stderr.write(f"error: {line}\n")
-    sys.stderr.flush()
+def fail(message: object, code: int) -> None:
+    """Print one ``error:`` line on stderr and leave with ``code``. The message is shown literally: line breaks
+    and control characters in it (a file name, a library's multi-line text) appear as escapes (``\\n``)."""
+    from agecompact.console import print_error
+
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -42,23 +43,38 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except AgecompactError as e:
-            fail(str(e), e.exit_code)
+            fail(_message(e), e.exit_code)
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except MemoryError:
             fail("out of memory", 1)
         except OSError as e:  # an output path that is a folder, a read-only or missing place, a full disk...
             fail(describe_os_error(e), 1)
+        except UnicodeError as e:  # text a file holds that is not in its encoding, or a name stdout cannot encode
+            fail(" ".join(part.strip(" *") for part in _message(e).splitlines() if part.strip(" *")), 1)
 
     return wrapper  # type: ignore[return-value]
 
 
+def _message(e: BaseException) -> str:
+    try:
+        return str(e) or type(e).__name__
+    except Exception:  # an exception whose __str__ fails still ends in one line
+        return type(e).__name__
+
+
 def describe_os_error(e: OSError) -> str:
-    what = e.strerror or str(e) or type(e).__name__
-    if e.filename is None:
-        return what
-    target = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
-    return f"{target}: {what}"
+    try:
+        what = e.strerror or str(e) or type(e).__name__
+        if e.filename is None:
+            return what
+        name = os.fsdecode(e.filename) if isinstance(e.filename, bytes) else e.filename
+        if e.filename2 is None:
+            return f"{name}: {what}"
+        name2 = os.fsdecode(e.filename2) if isinstance(e.filename2, bytes) else e.filename2
+        return f"{name} -> {name2}: {what}"
+    except Exception:
+        return type(e).__name__
 
 
 def not_available(command: str, issue: str) -> None:

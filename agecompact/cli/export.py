@@ -77,7 +77,8 @@ def export(
         from agecompact.export.quantize import build_int8, load_calibration
 
         if input_dtype != "uint8":
-            log("[yellow]--input-dtype is ignored with --quantize: the int8 graph takes float32 (uint8 values work)[/]")
+            log("--input-dtype is ignored with --quantize: the int8 graph takes float32 (uint8 values work)",
+                style="yellow")
         input_dtype = "float32"
         proto, check = build_int8(age_model, load_calibration(calibration, age_model), opset=opset)
     else:
@@ -97,7 +98,7 @@ def export(
             raise AgecompactError(f"the ONNX graph disagrees with JAX by {worst:.3g} on random faces "
                                   "(nothing written; --no-verify writes it anyway)")
     elif verify and mode is None:
-        log("[yellow]onnxruntime is not installed: the export is not verified[/]")
+        log("onnxruntime is not installed: the export is not verified", style="yellow")
     path = write_onnx(proto, target)
 
     graph = proto.graph
