@@ -102,7 +102,7 @@ def test_garbage_values_in_the_mat_are_dropped_not_fatal(cli, tmp_path):
     assert kept.gender.tolist() == [1, 0] and len(kept.full_path) == 2
 
 
-@pytest.mark.parametrize("bad", ["a\0b.jpg", "ok/\udcff.jpg"])
+@pytest.mark.parametrize("bad", ["a\0b.jpg", "ok/\udcff.jpg", "/etc/passwd", "../../x.jpg", "C:\\x.jpg"])
 def test_full_path_entries_that_are_no_file_name(cli, tmp_path, bad):
     cell = np.empty((1, 2), dtype=object)
     cell[0, 0], cell[0, 1] = "01/1_1980-01-01_2010.jpg", bad
@@ -112,7 +112,7 @@ def test_full_path_entries_that_are_no_file_name(cli, tmp_path, bad):
     except (UnicodeEncodeError, ValueError):
         pytest.skip("scipy cannot write this name")
     r = cli("filter", "--db", "wiki", "--mat", mat, "--out", tmp_path / "o.csv")
-    assert r.exit_code in (0, 3) and "Traceback" not in r.stderr, r.stderr
+    assert r.exit_code in ((0, 3) if "\0" in bad else (3,)) and "Traceback" not in r.stderr, r.stderr
     if r.exit_code == 3:
         one_error_line(r, 3, "full_path entry")
         assert not (tmp_path / "o.csv").exists()

@@ -150,6 +150,9 @@ def _cell_strings(cell: np.ndarray, path: Path) -> list[str]:
             raise InputError(f"{path}: full_path entry {i} is not a file name")
         if "\0" in value or not is_utf8(value):
             raise InputError(f"{path}: full_path entry {i} is not a usable file name ({value!r})")
+        parts = value.replace("\\", "/").split("/")
+        if value.startswith(("/", "\\")) or ".." in parts or (len(value) > 1 and value[1] == ":"):
+            raise InputError(f"{path}: full_path entry {i} points outside the image folder ({value!r})")
         out.append(value)
     return out
 
