@@ -57,7 +57,7 @@ def test_fetch_filter_preprocess_cli(cli, tmp_path):
     assert not (tmp_path / "data" / "wiki.npz").exists()
     out = tmp_path / "data" / "demo.npz"
     data = load(out)
-    assert sorted(data) == ["age", "gender", "image", "img_size"]
+    assert sorted(data) == ["age", "gender", "image", "img_size", "source_file"]
     assert data["image"].shape == (summary["count"], 64, 64, 3) and data["image"].dtype == np.uint8
     assert data["age"].dtype.kind == "i" and data["gender"].dtype == np.int8 and int(data["img_size"]) == 64
     assert set(np.unique(data["gender"])) <= {0, 1}
