@@ -114,7 +114,7 @@ def test_bench_params_table(cli):
 @pytest.mark.parametrize("args,message", [
     (["bench", "params", "--no-such-option"], "error: No such option: --no-such-option (see `agecompact bench params --help`)"),
     (["train", "--db", "x.npz", "--epochs", "0"], "error: Invalid value for '--epochs'"),
-    (["predict"], "error: Missing argument 'INPUT'."),
+    (["predict"], "error: nothing to do: give INPUT files or folders, or --camera N"),
 ])
 def test_console_script_usage_errors_are_one_line(args, message):
     out = subprocess.run([sys.executable, "-m", "agecompact", *args], capture_output=True, text=True)

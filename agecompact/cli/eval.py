@@ -82,10 +82,9 @@ def eval_(
       agecompact eval --model default --db aaf --root "All-Age-Faces Dataset" --photos
     """
     from agecompact.console import make_progress, print_json, stdout_console
+    from agecompact.errors import UsageError
     from agecompact.evaluation.evaluate import evaluate
     from agecompact.fileio import atomic_write_json
-
-    from agecompact.errors import UsageError
 
     if plot is not None and plot.suffix.lower() != ".png":
         raise UsageError(f"--plot must name a .png file, got {plot}")
