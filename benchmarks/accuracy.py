@@ -140,6 +140,8 @@ def evaluate() -> dict:
             continue
         cfg = json.loads((run / "config.json").read_text())
         records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+        if len(records) < cfg["epochs"] or run.name in results:
+            continue  # still training, or already measured
         seconds = sum(r["epoch_seconds"] for r in records)
         row = {"model": cfg["model"], "recipe": cfg["recipe"], "epochs": len(records), "train_seconds": round(seconds),
                "db": cfg["db"], "images_per_second": round(float(np.median([r["images_per_second"] for r in records])))}
