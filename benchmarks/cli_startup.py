@@ -65,14 +65,15 @@ def _setup(work: Path) -> tuple[Path, Path, Path | None]:
     return model, photo, detector
 
 
-def _time(cmd: list[str], env: dict[str, str], runs: int) -> dict[str, float | list[float] | str]:
-    subprocess.run(cmd, capture_output=True, env=env, check=True)  # warm the page cache (and the export)
+def _time(cmd: list[str], env: dict[str, str], runs: int, cwd: Path) -> dict[str, float | list[float] | str]:
+    """``cwd`` must not hold an ``agecompact`` folder: ``python -m``/``-c`` put it before PYTHONPATH."""
+    subprocess.run(cmd, capture_output=True, env=env, check=True, cwd=cwd)  # warm the page cache and the export
     walls, cpus, loads, inner = [], [], [], []
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         loads.append(os.getloadavg()[0])
         t0 = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, env=env, check=True, text=True)
+        out = subprocess.run(cmd, capture_output=True, env=env, check=True, text=True, cwd=cwd)
         walls.append(time.perf_counter() - t0)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -130,7 +131,7 @@ def main() -> None:
                     continue  # no such call before
                 if "jax' (reference)" in label and version.startswith("before"):
                     continue
-                results[f"{version}: {label}"] = _time(cmd, venv, args.runs)
+                results[f"{version}: {label}"] = _time(cmd, venv, args.runs, work)
     table = Table(title=f"start-up, fresh process each run ({os.cpu_count()} CPUs)")
     for col in ("version: command", "wall median s", "wall min s", "CPU median s", "in-process s", "load avg"):
         table.add_column(col, justify="left" if col.startswith("version") else "right")
