@@ -170,11 +170,13 @@ ZOO = ROOT / "agecompact" / "zoo"
 LICENCES = {"utkface": "UTKFace: non-commercial research only (https://susanqq.github.io/UTKFace/)",
             "aaf": "All-Age-Faces: non-commercial research only (https://github.com/JingchunCheng/All-Age-Faces-Dataset)"}
 DESCRIPTIONS = {"default": "the most accurate agecompact model with <= 50,000 values",
-                "tiny": "the most accurate agecompact model with <= 20,000 values"}
+                "tiny": "the smallest: AEC's 20k-class network (20,014 values, 19,758 trainable)",
+                "ssrnet-utk-aaf": "SSR-Net trained with the same data and recipe, for comparison"}
 
 
-def ship(names: list[str]) -> None:
-    """Copy zoo runs' last epoch into agecompact/zoo/ with their manifest entry (command, data, metrics)."""
+def ship(pairs: list[tuple[str, str]]) -> None:
+    """Copy zoo runs' last epoch (``(name, model)`` -> runs/accuracy/zoo-<model>) into agecompact/zoo/ with
+    their manifest entry (command, data, metrics)."""
     import hashlib
 
     from agecompact.api import load_model
@@ -183,8 +185,8 @@ def ship(names: list[str]) -> None:
     doc = json.loads(RESULTS.read_text())
     manifest = json.loads((ZOO / "manifest.json").read_text())
     models = {m["name"]: m for m in manifest.get("models", [])}
-    for name in names:
-        run = RUNS / f"zoo-{name}"
+    for name, arch in pairs:
+        run = RUNS / f"zoo-{arch}"
         row = doc[run.name]
         cfg = json.loads((run / "config.json").read_text())
         model = load_model(run / "last.msgpack")
@@ -206,7 +208,7 @@ def ship(names: list[str]) -> None:
                 "commands": [
                     "python benchmarks/accuracy.py prepare",
                     f"agecompact train --db data/utkface.npz,data/aaf.npz --model {cfg['model']} --recipe "
-                    f"{cfg['recipe']} --epochs {cfg['epochs']} --seed {cfg['seed']} --out runs/accuracy/zoo-{name}",
+                    f"{cfg['recipe']} --epochs {cfg['epochs']} --seed {cfg['seed']} --out runs/accuracy/zoo-{arch}",
                 ],
                 "exported": "last epoch (no epoch chosen on held-out rows)",
                 "train_rows": {"utkface": "split 0 of preprocess --holdout 0.1 (19,240 faces)",
@@ -242,22 +244,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("stage", choices=["prepare", "ablate", "zoo", "evaluate", "table", "ship", "all"])
     ap.add_argument("--epochs", type=int, default=10, help="ablation epochs")
-    ap.add_argument("--zoo-epochs", type=int, default=30)
+    ap.add_argument("--zoo-epochs", type=int, default=20, help="zoo epochs (the shipped aec: 15, ssrnet: 20)")
     ap.add_argument("--only", nargs="*", help="ablation names to run")
-    ap.add_argument("--zoo", nargs="*", default=["default:ssrnet", "tiny:aec"],
-                    help="zoo candidates as name:model (modern recipe)")
+    ap.add_argument("--zoo", nargs="*", default=["ssrnet", "aec"], help="zoo candidates (modern recipe)")
+    ap.add_argument("--ship", nargs="*", default=["default:aec", "tiny:aec", "ssrnet-utk-aaf:ssrnet"],
+                    help="zoo names to ship, as name:candidate")
     a = ap.parse_args()
     if a.stage in ("prepare", "all"):
         prepare()
     if a.stage in ("ablate", "all"):
         ablate(a.epochs, a.only)
     if a.stage in ("zoo", "all"):
-        zoo(a.zoo_epochs, {n: (m, ["--recipe", "modern"]) for n, m in (c.split(":") for c in a.zoo)})
+        zoo(a.zoo_epochs, {m: (m, ["--recipe", "modern"]) for m in a.zoo})
     if a.stage in ("evaluate", "all"):
         doc = evaluate()
         print(table(doc))
     if a.stage == "ship":
-        ship([c.split(":")[0] for c in a.zoo])
+        ship([tuple(c.split(":")) for c in a.ship])
     if a.stage == "table":
         print(table(json.loads(RESULTS.read_text())))
 

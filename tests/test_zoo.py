@@ -18,9 +18,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from train_data_helpers import write_synthetic_npz  # noqa: E402
 
 # What was shipped (benchmarks/accuracy.py ship): a change to a zoo file must be deliberate.
+# "tiny" is AEC's 20k-class network: 19,758 trainable values + 256 BatchNorm statistics.
 PINNED = {
-    "default": {"arch": "ssrnet", "num_params": 40915, "max_values": 50_000},
-    "tiny": {"arch": "aec", "num_params": 20014, "max_values": 20_000},
+    "default": {"sha256": "f723513f73e2fe2d8aa7af539494596fb1c8c5e6111d104e18bd80e4bb8f9b9f",
+                "arch": "aec", "num_params": 20014, "max_values": 50_000},
+    "tiny": {"sha256": "52c23b4239b2ac066150461c002163fff1d56b398bb53cbaeb1af40aee7d24e8",
+                "arch": "aec", "num_params": 20014, "max_values": 20_014},
+    "ssrnet-utk-aaf": {"sha256": "9359cad92ba4ce191a329a7df353cfc878ef6be5a8c58a9a40685d4383337437",
+                "arch": "ssrnet", "num_params": 40915, "max_values": 50_000},
 }
 
 
@@ -31,7 +36,7 @@ def test_zoo_model_loads_offline_and_matches_its_manifest(name):
     entry = zoo.entries()[name]
     pin = PINNED[name]
     data = entry.path.read_bytes()
-    assert hashlib.sha256(data).hexdigest() == entry.sha256
+    assert hashlib.sha256(data).hexdigest() == entry.sha256 == pin["sha256"]
     assert len(data) <= 250_000 and entry.info["bytes"] == len(data)
     model = agecompact.load_model(name)
     assert model.arch == entry.arch == pin["arch"]
@@ -59,7 +64,7 @@ def test_fetch_lists_the_zoo(cli):
     r = cli("fetch", "--list", "--json")
     assert r.exit_code == 0, r.output
     kinds = {row["name"]: row["kind"] for row in json.loads(r.stdout)}
-    assert kinds["default"] == kinds["tiny"] == "zoo model"
+    assert kinds["default"] == kinds["tiny"] == kinds["ssrnet-utk-aaf"] == "zoo model"
     r = cli("fetch", "tiny")
     assert r.exit_code == 0 and "shipped inside the package" in r.output
 
@@ -71,7 +76,7 @@ def test_the_zoo_training_command_runs_on_small_data(name, tmp_path, cli):
     b = write_synthetic_npz(tmp_path / "b.npz", 64, seed=5, db="aaf", margin=0.1, with_split=True)
     command = shlex.split(zoo.entries()[name].info["training"]["commands"][-1])
     assert command[:2] == ["agecompact", "train"]
-    args = command[2:]
+    args = command[1:]
     for flag, value in (("--db", f"{a},{b}"), ("--epochs", "2"), ("--out", str(tmp_path / "run"))):
         args[args.index(flag) + 1] = value
     r = cli(*args, "--batch-size", "32", "--quiet", "--json")

@@ -274,7 +274,9 @@ def int8_cache_candidates(model, fingerprint: str) -> list[Path]:
 
     out = []
     path = getattr(model, "path", None)
-    if path is not None and Path(path).suffix == ".msgpack":
+    from agecompact.zoo import is_shipped
+
+    if path is not None and Path(path).suffix == ".msgpack" and not is_shipped(path):
         out.append(Path(path).with_suffix(".int8.onnx"))
     out.append(cache_home() / "onnx" / f"{fingerprint}.int8.onnx")
     return out

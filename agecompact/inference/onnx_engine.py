@@ -75,7 +75,9 @@ def cache_candidates(model, fingerprint: str) -> list[Path]:
 
     out = []
     path = getattr(model, "path", None)
-    if path is not None and Path(path).suffix == ".msgpack":
+    from agecompact.zoo import is_shipped
+
+    if path is not None and Path(path).suffix == ".msgpack" and not is_shipped(path):
         out.append(Path(path).with_suffix(".onnx"))
     out.append(cache_home() / "onnx" / f"{fingerprint}.onnx")
     return out

@@ -48,6 +48,15 @@ def entries() -> dict[str, ZooEntry]:
     return out
 
 
+def is_shipped(path: str | Path) -> bool:
+    """Whether ``path`` is one of the package's own files: exports are then cached in the user cache, never
+    beside it (site-packages may be read-only, and the source tree must stay clean)."""
+    try:
+        return Path(path).resolve().parent == ZOO_DIR.resolve()
+    except OSError:
+        return False
+
+
 def probe_faces():
     """Four deterministic face-like 64x64 BGR images (gradients with a bright ellipse). The manifest records
     each model's ages on them (``probe_ages``), so an install can be checked without any data."""
