@@ -54,7 +54,7 @@ def predict(
         help="Inference backend: auto (JAX on an accelerator, else onnxruntime if installed, else JAX), "
         "jax or onnx.")] = "auto",
     quantize: Annotated[str | None, typer.Option(
-        "--quantize", help="int8: run the statically quantised graph on onnxruntime (built once per weights and cached "
+        "--quantize", metavar="int8", help="int8: run the statically quantised graph on onnxruntime (built once per weights and cached "
         "beside the float export; see `agecompact export --quantize`).")] = None,
     strict: Annotated[bool, typer.Option(
         help="Fail (exit 3) if any input is unreadable, or (exit 4) if any image has no face.")] = False,
