@@ -26,3 +26,15 @@ def cache_home() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "agecompact"
+
+
+def export_cache_candidates(model_path, fingerprint: str, suffix: str = ".onnx") -> list[Path]:
+    """Where an export of a model is looked for and written, in order: beside its ``.msgpack``
+    (``best.msgpack`` -> ``best<suffix>``) unless the model ships inside the package, then the user cache."""
+    from agecompact.zoo import is_shipped
+
+    out = []
+    if model_path is not None and Path(model_path).suffix == ".msgpack" and not is_shipped(model_path):
+        out.append(Path(model_path).with_suffix(suffix))
+    out.append(cache_home() / "onnx" / f"{fingerprint}{suffix}")
+    return out

@@ -270,16 +270,9 @@ def int8_check(model, proto, calibration: Calibration) -> dict:
 
 def int8_cache_candidates(model, fingerprint: str) -> list[Path]:
     """Beside a ``.msgpack`` model (``best.msgpack`` -> ``best.int8.onnx``), then the user cache."""
-    from agecompact.paths import cache_home
+    from agecompact.paths import export_cache_candidates
 
-    out = []
-    path = getattr(model, "path", None)
-    from agecompact.zoo import is_shipped
-
-    if path is not None and Path(path).suffix == ".msgpack" and not is_shipped(path):
-        out.append(Path(path).with_suffix(".int8.onnx"))
-    out.append(cache_home() / "onnx" / f"{fingerprint}.int8.onnx")
-    return out
+    return export_cache_candidates(getattr(model, "path", None), fingerprint, ".int8.onnx")
 
 
 def cached_int8_session(model, calibration: Calibration, threads: int = 1):

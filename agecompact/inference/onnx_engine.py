@@ -71,16 +71,9 @@ def _fingerprint(session) -> str | None:
 
 def cache_candidates(model, fingerprint: str) -> list[Path]:
     """Where this model's graph is looked for and written, in order (see ``agecompact.inference``)."""
-    from agecompact.paths import cache_home
+    from agecompact.paths import export_cache_candidates
 
-    out = []
-    path = getattr(model, "path", None)
-    from agecompact.zoo import is_shipped
-
-    if path is not None and Path(path).suffix == ".msgpack" and not is_shipped(path):
-        out.append(Path(path).with_suffix(".onnx"))
-    out.append(cache_home() / "onnx" / f"{fingerprint}.onnx")
-    return out
+    return export_cache_candidates(getattr(model, "path", None), fingerprint)
 
 
 def _cached_session(model, fingerprint: str, threads: int):
