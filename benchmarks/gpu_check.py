@@ -98,7 +98,7 @@ def train_checks(work: Path, dry: bool, log: list, deadline: float) -> dict:
 
 
 def speed_checks(dry: bool, log: list, deadline: float) -> list:
-    batches, runs, max_s = (["8", "16"], "3", "1") if dry else (["128", "512", "1024"], "20", "4")
+    batches, runs, max_s = (["8", "16"], "3", "1") if dry else (["128", "512", "1024"], "20", "2")
     rows = []
     for family in FAMILIES:
         if time.monotonic() > deadline:
@@ -158,10 +158,21 @@ def extrapolate(speed: list, augment_ips: float, compile_s: float) -> list:
     return out
 
 
+def write(doc: dict, dry: bool) -> Path:
+    """The JSON document, atomically (also after each phase, so a killed run still leaves its results)."""
+    target = Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else \
+        Path(__file__).resolve().parent / "results" / ("gpu_check_dry_run.json" if dry else "gpu_check.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_target = target.with_suffix(".json.tmp")
+    tmp_target.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp_target.replace(target)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cpu-dry-run", action="store_true", help="run everything on the CPU with tiny sizes")
-    ap.add_argument("--budget-s", type=float, default=450.0, help="skip remaining steps after this long")
+    ap.add_argument("--budget-s", type=float, default=400.0, help="skip remaining steps after this long")
     args = ap.parse_args(argv)
     dry = args.cpu_dry_run
     if dry:
@@ -180,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="agecompact-gpucheck-") as tmp:
         os.environ.setdefault("AGECOMPACT_HOME", str(Path(tmp) / "home"))
         doc["train"] = train_checks(Path(tmp), dry, doc["commands"], start + args.budget_s * 0.55)
+        write(doc, dry)
         doc["train_step_speed"] = speed_checks(dry, doc["commands"], start + args.budget_s)
     doc["augment_images_per_s_1_thread"] = round(augment_rate(dry))
     compile_s = max((c["seconds"] for c in doc["commands"] if c["cmd"].startswith("agecompact train")), default=0)
@@ -191,12 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     doc["wall_s"] = round(time.monotonic() - start, 1)
     failed = [c["cmd"] for c in doc["commands"] if c["rc"] != 0]
     doc["ok"] = not failed
-    target = Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else \
-        Path(__file__).resolve().parent / "results" / ("gpu_check_dry_run.json" if dry else "gpu_check.json")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_target = target.with_suffix(".json.tmp")
-    tmp_target.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp_target.replace(target)
+    target = write(doc, dry)
     for fam, r in doc["train"].get("families", {}).items():
         print(f"{fam}: {r}")
     for e in doc["extrapolated_imdb_90_epochs"]:
