@@ -73,8 +73,10 @@ def test_predict_errors_are_clear(model_file, tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="unknown detector"):
         agecompact.predict(_noise(0), model=model_file, detector="mtcnn")
     from agecompact import zoo
+    from agecompact.predict import api as predict_api
 
     monkeypatch.setattr(zoo, "entries", lambda: {})
+    monkeypatch.setattr(predict_api, "_cache", type(predict_api._cache)())  # no predictor kept from other tests
     with pytest.raises(UsageError, match="the zoo has no 'default' model; pass model="):
         agecompact.predict(_noise(0))
 

@@ -150,8 +150,9 @@ def test_predict_takes_an_exported_onnx_file(cli, model_file, tmp_path):
 
 def test_flash_cast_has_six_faces(shared_path, isolated_home):
     photo = shared_path("images/the_flash_cast.png")
-    weights = shared_path("weights/ssrnet/ssrnet_wiki.h5")
-    r = subprocess.run([sys.executable, "-m", "agecompact", "predict", str(photo), "--model", str(weights),
+    yunet = shared_path("detectors/yunet/face_detection_yunet_2026may.onnx")
+    # no --model: the zoo's "default"
+    r = subprocess.run([sys.executable, "-m", "agecompact", "predict", str(photo), "--detector-model", str(yunet),
                         "--json", "-q"], capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 0, r.stderr
     recs = _jsonl(r.stdout)
