@@ -47,11 +47,10 @@ def from_npz(db: str | Path, split: str, run: Path | None) -> PhotoSet:
 
     path = resolve_npz(db)
     ds = load_npz(path)
-    with np.load(path, allow_pickle=False) as z:
-        if "source_file" not in z.files:
-            raise InputError(f"{path}: its rows do not record their photos (no 'source_file'; preprocessed by an "
-                             "older agecompact): preprocess it again, or give --db DATASET --root FOLDER")
-        files = z["source_file"]
+    if ds.source_file is None:
+        raise InputError(f"{path}: its rows do not record their photos (no 'source_file'; preprocessed by an "
+                         "older agecompact): preprocess it again, or give --db DATASET --root FOLDER")
+    files = ds.source_file
     root = ds.sidecar.get("root")
     if not isinstance(root, str):
         raise InputError(f"{path}: its sidecar does not say where the photos are ('root'); give --root")

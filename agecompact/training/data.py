@@ -38,6 +38,7 @@ class Dataset:
     sidecar: dict[str, Any]
     # a dataset joined from several files (``--db a.npz,b.npz``): each part in row order, with its rows
     parts: list[tuple[Dataset, int]] | None = None  # (part, first row)
+    source_file: np.ndarray | None = None  # str (N,): each row's photo, relative to the sidecar's root
 
     def __len__(self) -> int:
         return len(self.age)
@@ -63,6 +64,7 @@ def load_npz(path: str | Path, *, name: str | None = None) -> Dataset:
             age = z["age"]
             gender = z["gender"] if "gender" in keys else None
             split = z["split"] if "split" in keys else None
+            source_file = z["source_file"] if "source_file" in keys else None
     except FileNotFoundError:
         raise InputError(f"dataset file not found: {path}") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
@@ -98,7 +100,8 @@ def load_npz(path: str | Path, *, name: str | None = None) -> Dataset:
     return Dataset(path=path, name=str(db), images=images, age=age,
                    gender=None if gender is None else np.asarray(gender).astype(np.int64).reshape(-1),
                    split=None if split is None else np.asarray(split).astype(np.uint8).reshape(-1),
-                   sidecar=sidecar)
+                   sidecar=sidecar,
+                   source_file=source_file if source_file is not None and len(source_file) == n else None)
 
 
 def load_datasets(paths: list[Path]) -> Dataset:
