@@ -15,9 +15,11 @@ PINNED_TOTALS = {
     "c3ae_full": 48_633,
     "c3ae_full_se": 53_993,
     "aec": 20_014,
+    "aec_nosharpen": 19_930,
 }
 PINNED_NON_TRAINABLE = {"ssrnet": 384, "ssrnet_gender": 384, "c3ae": 256, "c3ae_full": 256,
-                        "c3ae_full_se": 256, "aec": 256}
+                        "c3ae_full_se": 256, "aec": 256,
+                        "aec_nosharpen": 256}
 
 
 def test_every_registered_model_is_pinned():
@@ -51,7 +53,7 @@ def test_output_shapes(name):
         for k in (1, 2, 3):
             assert out[f"pred_age_stage{k}"].shape == (3, 3)
             assert out[f"delta_s{k}"].shape == (3, 1)
-    elif name == "aec":
+    elif name.startswith("aec"):
         assert out["probs_20y"].shape == (3, 5) and out["probs_1y"].shape == (3, 4)
         np.testing.assert_allclose(np.asarray(out["probs_4y"]).sum(-1), 1.0, rtol=1e-5)
     else:

@@ -79,6 +79,14 @@ def test_the_zoo_training_command_runs_on_small_data(name, tmp_path, cli):
     args = command[1:]
     for flag, value in (("--db", f"{a},{b}"), ("--epochs", "2"), ("--out", str(tmp_path / "run"))):
         args[args.index(flag) + 1] = value
+    if "--init-from" in args:  # a second cycle: start from weights of the same architecture
+        from agecompact.api import AgeModel
+        from agecompact.models.registry import create_model
+        from agecompact.weights.modelfile import ModelMeta
+
+        arch = args[args.index("--model") + 1]
+        start = AgeModel(create_model(arch, seed=1), ModelMeta.for_arch(arch, name="start")).save(tmp_path / "s.msgpack")
+        args[args.index("--init-from") + 1] = str(start)
     r = cli(*args, "--batch-size", "32", "--quiet", "--json")
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)

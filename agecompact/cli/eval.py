@@ -26,6 +26,11 @@ class Detector(StrEnum):
     none = "none"
 
 
+class TTA(StrEnum):
+    none = "none"
+    flip = "flip"
+
+
 class Backend(StrEnum):
     auto = "auto"
     jax = "jax"
@@ -48,6 +53,8 @@ def eval_(
     quantize: Annotated[str | None, typer.Option(
         "--quantize", metavar="int8", help="int8: run the statically quantised graph on onnxruntime (built once per weights and cached "
         "beside the float export; see `agecompact export --quantize`).")] = None,
+    tta: Annotated[TTA, typer.Option(case_sensitive=False, help="Test-time augmentation: flip = average each "
+                                     "face with its mirror image (twice the compute).")] = TTA.none,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 256,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write an error-by-age chart (PNG) here.",
@@ -92,13 +99,13 @@ def eval_(
         raise UsageError("--quantize applies to .npz evaluation, not to --photos")
     if photos or root is not None or labels is not None:
         _eval_photos(model, db, split.value, root, labels, detector.value, detector_model, backend.value,
-                     batch_size, json_out=json_out, out=out, quiet=quiet)
+                     batch_size, json_out=json_out, out=out, quiet=quiet, tta=tta.value)
         return
     if db is None:
         raise UsageError("missing --db (a dataset name in data/ or a .npz path)")
     with make_progress(quiet=quiet or json_out, transient=True) as progress:
         result = evaluate(model, db, split=split.value, backend=backend.value, batch_size=batch_size,
-                          progress=progress, quantize=quantize)
+                          progress=progress, quantize=quantize, tta=tta.value)
     summary = result.summary
     if out is not None:
         atomic_write_json(out, summary)
@@ -113,7 +120,7 @@ def eval_(
 
 
 def _eval_photos(model, db, split, root, labels, detector, detector_model, backend, batch_size, *, json_out, out,
-                 quiet) -> None:
+                 quiet, tta="none") -> None:
     from agecompact.console import make_progress, print_json, stdout_console
     from agecompact.errors import UsageError
     from agecompact.evaluation import photos as P
@@ -132,7 +139,7 @@ def _eval_photos(model, db, split, root, labels, detector, detector_model, backe
         photo_set = P.from_npz(db, split, Path(model) if is_run_folder(model) else None)
     with make_progress(quiet=quiet or json_out, transient=True) as progress:
         summary = P.evaluate_photos(model, photo_set, detector=detector, detector_model=detector_model,
-                                    backend=backend, batch_size=min(batch_size, 256), progress=progress)
+                                    backend=backend, batch_size=min(batch_size, 256), progress=progress, tta=tta)
     if out is not None:
         atomic_write_json(out, summary)
     if json_out:

@@ -56,6 +56,9 @@ def predict(
     quantize: Annotated[str | None, typer.Option(
         "--quantize", metavar="int8", help="int8: run the statically quantised graph on onnxruntime (built once per weights and cached "
         "beside the float export; see `agecompact export --quantize`).")] = None,
+    tta: Annotated[str, typer.Option(metavar="none|flip",
+        help="Test-time augmentation: flip = average each face with its mirror image (twice the compute).")
+    ] = "none",
     strict: Annotated[bool, typer.Option(
         help="Fail (exit 3) if any input is unreadable, or (exit 4) if any image has no face.")] = False,
     recursive: Annotated[bool, typer.Option(help="Search folders recursively.")] = True,
@@ -88,6 +91,9 @@ def predict(
     from agecompact.export.quantize import check_mode
 
     quantize = check_mode(quantize)
+    from agecompact.inference.tta import check_tta
+
+    tta = check_tta(tta)
     if quantize is not None and resolve_backend(backend) != "onnx":
         raise UsageError(f"--quantize {quantize} runs on onnxruntime: use --backend onnx (or auto on a CPU)")
     if out is not None and out.exists() and not out.is_dir():
@@ -107,7 +113,7 @@ def predict(
         return _camera(camera, model=model, gender_model=gender_model, out=out, json_out=json_out,
                        csv_out=csv_out, detector=detector, detector_model=detector_model, min_score=min_score,
                        margin=margin, color_order=color_order, every=every, batch_size=batch_size,
-                       backend=backend, max_frames=max_frames, quiet=quiet, quantize=quantize)
+                       backend=backend, max_frames=max_frames, quiet=quiet, quantize=quantize, tta=tta)
 
     items, problems = discover(inputs, recursive=recursive)
     if not items:
@@ -150,7 +156,7 @@ def predict(
     from agecompact.predict.run import count_work
 
     predictor = _predictor(model, gender_model, detector, detector_model, min_score, margin, color_order,
-                           backend, batch_size, note, quantize=quantize)
+                           backend, batch_size, note, quantize=quantize, tta=tta)
     rows = CsvRows() if csv_out is not None else None
     single = len(items) == 1 and not problems
     with predictor, make_progress(quiet=quiet, transient=True) as progress:
@@ -185,7 +191,7 @@ def predict(
 
 
 def _predictor(model, gender_model, detector, detector_model, min_score, margin, color_order, backend,
-               batch_size, note, quantize=None):
+               batch_size, note, quantize=None, tta="none"):
     from agecompact.faces.detector import create_detector
     from agecompact.predict import Predictor
     from agecompact.predict.models import load_predict_model
@@ -196,7 +202,7 @@ def _predictor(model, gender_model, detector, detector_model, min_score, margin,
     face_detector = create_detector(kind, model_path=detector_model, score_threshold=min_score)
     predictor = Predictor(age_model, detector=face_detector, gender_model=sex_model, backend=backend,
                           batch_size=batch_size, margin=margin, color_order=color_order, min_score=min_score,
-                          quantize=quantize)
+                          quantize=quantize, tta=tta)
     if detector == "auto" and face_detector.name == "haar":
         note("note: YuNet model not found (run `agecompact fetch yunet` or pass --detector-model); "
              "using OpenCV's Haar cascade")
@@ -218,7 +224,7 @@ def _record_sink(json_out: bool, rows):
 
 
 def _camera(index: int, *, model, gender_model, out, json_out, csv_out, detector, detector_model, min_score,
-            margin, color_order, every, batch_size, backend, max_frames, quiet, quantize=None) -> None:
+            margin, color_order, every, batch_size, backend, max_frames, quiet, quantize=None, tta="none") -> None:
     from agecompact.console import err_console, make_progress
     from agecompact.errors import UsageError
     from agecompact.predict.camera import display_available, run_camera
@@ -232,7 +238,7 @@ def _camera(index: int, *, model, gender_model, out, json_out, csv_out, detector
     if not show and out is None and not (json_out or csv_out):
         raise UsageError("no display for a live window: pass --out to save annotated frames (or --json / --csv)")
     predictor = _predictor(model, gender_model, detector, detector_model, min_score, margin, color_order,
-                           backend, batch_size, note, quantize=quantize)
+                           backend, batch_size, note, quantize=quantize, tta=tta)
     rows = CsvRows() if csv_out is not None else None
     with predictor, make_progress(quiet=quiet, transient=True) as progress:
         task = progress.add_task(f"camera {index}", total=max_frames or None)

@@ -23,6 +23,7 @@ class ModelName(StrEnum):
     c3ae_full = "c3ae_full"
     c3ae_full_se = "c3ae_full_se"
     aec = "aec"
+    aec_nosharpen = "aec_nosharpen"
 
 
 class RecipeName(StrEnum):

@@ -94,7 +94,7 @@ def _matching_part(info: dict[str, Any], ds) -> dict[str, Any] | None:
     return None
 
 
-def _engine(model, backend: str, quantize: str | None = None):
+def _engine(model, backend: str, quantize: str | None = None, tta: str | None = None):
     try:
         from agecompact.inference import get_engine
     except ImportError:
@@ -109,7 +109,7 @@ def _engine(model, backend: str, quantize: str | None = None):
                 return model.predict(images, batch_size=batch_size)
 
         return _Plain()
-    return get_engine(model, backend=backend, quantize=quantize)
+    return get_engine(model, backend=backend, quantize=quantize, tta=tta)
 
 
 @dataclass
@@ -121,7 +121,7 @@ class Evaluation:
 
 def evaluate(model_source: str | Path, db: str | Path, *, split: str = "auto", backend: str = "auto",
              batch_size: int = 256, progress=None, write_run_result: bool = True,
-             quantize: str | None = None) -> Evaluation:
+             quantize: str | None = None, tta: str | None = None) -> Evaluation:
     """Predict ``split`` of ``db`` with ``model_source`` and compute the metrics (see module docstring)."""
     from agecompact.api import load_model
     from agecompact.data.locate import resolve_npz
@@ -144,7 +144,7 @@ def evaluate(model_source: str | Path, db: str | Path, *, split: str = "auto", b
     else:
         usable, labels = None, ds.age
     split, rows = select_rows(ds, split, run, usable)
-    engine = _engine(model, backend, quantize)
+    engine = _engine(model, backend, quantize, tta)
     preds = np.zeros(len(rows), np.float32)
     task_id = progress.add_task(f"eval {ds.name}/{split}", total=len(rows)) if progress is not None else None
     for start in range(0, len(rows), CHUNK):
@@ -163,6 +163,7 @@ def evaluate(model_source: str | Path, db: str | Path, *, split: str = "auto", b
         "metrics": metrics,
         "task": task,
         "backend": getattr(engine, "name", backend),
+        "tta": tta or "none",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - t0, 3),
     }

@@ -115,7 +115,7 @@ def from_labels(labels: Path, root: Path | None) -> PhotoSet:
 
 def evaluate_photos(model_source: str | Path, photos: PhotoSet, *, detector: str = "auto",
                     detector_model: str | Path | None = None, backend: str = "auto", batch_size: int = 64,
-                    progress=None) -> dict[str, Any]:
+                    progress=None, tta: str | None = None) -> dict[str, Any]:
     """Detect, crop and predict every photo; metrics over the photos where a face was found."""
     from agecompact.api import load_model
     from agecompact.data.transforms import OK, read_image
@@ -132,7 +132,7 @@ def evaluate_photos(model_source: str | Path, photos: PhotoSet, *, detector: str
     preds = np.full(n, np.nan, np.float32)
     unreadable = 0
     task = progress.add_task(f"eval {photos.name}/{photos.split} photos", total=n) if progress is not None else None
-    with Predictor(model, detector=det, backend=backend, batch_size=batch_size) as predictor:
+    with Predictor(model, detector=det, backend=backend, batch_size=batch_size, tta=tta) as predictor:
         for start in range(0, n, CHUNK):
             idx, images, faces = [], [], []
             for i in range(start, min(start + CHUNK, n)):
@@ -165,6 +165,7 @@ def evaluate_photos(model_source: str | Path, photos: PhotoSet, *, detector: str
         "metrics": age_metrics(preds[found], photos.ages[found]),
         "task": "age",
         "backend": engine,
+        "tta": tta or "none",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - t0, 3),
     }

@@ -25,7 +25,8 @@ def _expect(g: GraphBuilder, p: str, bins: int, width: float, bin0_quirk: bool) 
 
 def build(g: GraphBuilder, x: str, state: dict[str, Any], module) -> list[str]:
     """Add AEC to ``g`` reading the NCHW float image ``x``; returns the graph's output names."""
-    x = g.conv(x, state["sharpen"]["kernel"], state["sharpen"]["bias"], pad=1, prefix="sharpen")
+    if "sharpen" in state:
+        x = g.conv(x, state["sharpen"]["kernel"], state["sharpen"]["bias"], pad=1, prefix="sharpen")
     i = 0
     for size in module.block_sizes:
         for _ in range(size):

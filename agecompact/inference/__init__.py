@@ -28,6 +28,8 @@ Options (``**opts``), ignored by the JAX engine:
 * ``micro_batch``: faces per onnxruntime call (default 8, 2 for three-crop models: small calls stay
   in cache and ran ~1.4x faster than one large call).
 * ``onnx_path``: use this exported file instead of the cache (it must hold these weights).
+* ``tta``: ``"flip"`` wraps the engine so every face is also run mirrored and the two outputs are
+  averaged (``agecompact.inference.tta``; twice the compute); ``"none"`` (default) does not.
 * ``quantize``: ``"int8"`` runs the statically quantised graph (``agecompact.export.quantize``), built
   once and cached beside the float export (``best.int8.onnx``) or as ``<fingerprint>.int8.onnx``;
   ``calibration``: the faces it is calibrated on (a ``.npz`` or a folder; default: synthetic faces).
@@ -116,13 +118,20 @@ def resolve_backend(backend: str = "auto") -> str:
     return choice
 
 
-def get_engine(model: Any, backend: str = "auto", **opts: Any) -> Engine:
+def get_engine(model: Any, backend: str = "auto", *, tta: str | None = None, **opts: Any) -> Engine:
     """An inference engine for ``model``; see the module docstring for backends, options and caching."""
+    from agecompact.inference.tta import FlipEngine, check_tta
+
+    engine = _plain_engine(model, backend, **opts)
+    return FlipEngine(engine) if check_tta(tta) == "flip" else engine
+
+
+def _plain_engine(model: Any, backend: str, **opts: Any) -> Engine:
     if isinstance(model, str | os.PathLike):
         from agecompact.api import load_model
 
         model = load_model(model)
-    known = {"threads", "workers", "micro_batch", "onnx_path", "quantize", "calibration"}
+    known = {"tta", "threads", "workers", "micro_batch", "onnx_path", "quantize", "calibration"}
     unknown = sorted(set(opts) - known)
     if unknown:
         raise UsageError(f"unknown engine option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")

@@ -44,10 +44,11 @@ class AEC(nnx.Module):
     """AEC for 64x64x3 BGR uint8; returns ``pred`` (B,), ``pre_4`` and the three bin distributions."""
 
     def __init__(self, *, block_sizes: Sequence[int] = (3, 1, 2, 2), bin0_quirk: bool = True,
-                 dropout: float = 0.2, rngs: nnx.Rngs):
+                 dropout: float = 0.2, sharpen: bool = True, rngs: nnx.Rngs):
         self.block_sizes = tuple(int(b) for b in block_sizes)
         self.bin0_quirk = bool(bin0_quirk)
-        self.sharpen = Conv2D(3, 3, 3, padding="SAME", kernel_init=sharpen_init, rngs=rngs)
+        # sharpen=False drops the 84-value front convolution: 19,930 values, under the 20,000 of a "tiny" model
+        self.sharpen = Conv2D(3, 3, 3, padding="SAME", kernel_init=sharpen_init, rngs=rngs) if sharpen else None
         n = sum(self.block_sizes)
         self.convs = nnx.List([Conv2D(3 if i == 0 else 16, 16, 3, padding="SAME", rngs=rngs) for i in range(n)])
         self.bns = nnx.List([batch_norm(16, rngs=rngs) for _ in range(n)])
@@ -58,7 +59,9 @@ class AEC(nnx.Module):
         self.head_1y = _Head(160, (4, 8, 4), rngs=rngs)
 
     def __call__(self, images: jax.Array, *, rngs=None) -> dict[str, jax.Array]:
-        x = self.sharpen(to_float(images))
+        x = to_float(images)
+        if self.sharpen is not None:
+            x = self.sharpen(x)
         i = 0
         for size in self.block_sizes:
             for _ in range(size):
@@ -85,6 +88,11 @@ class AEC(nnx.Module):
 def aec(*, rngs: nnx.Rngs, **kwargs) -> AEC:
     """The AEC compact model as released (bin-0 quirk on)."""
     return AEC(rngs=rngs, **kwargs)
+
+
+def aec_nosharpen(*, rngs: nnx.Rngs, **kwargs) -> AEC:
+    """AEC without the sharpen convolution (19,930 values): the zoo's ``tiny`` architecture."""
+    return AEC(rngs=rngs, **{"sharpen": False, **kwargs})
 
 
 def keras_layer_map(model: AEC) -> dict[str, str]:

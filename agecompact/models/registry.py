@@ -37,6 +37,8 @@ MODELS: dict[str, ModelSpec] = {
                   "C3AE context model with squeeze-excitation", crops="context"),
         ModelSpec("aec", "agecompact.models.aec:aec", "aec", 20_014,
                   "AEC compact model (bin-0 decoding quirk on, as released)", margin=0.0),
+        ModelSpec("aec_nosharpen", "agecompact.models.aec:aec_nosharpen", "aec", 19_930,
+                  "AEC without its sharpen convolution (under 20,000 values)", margin=0.0),
     ]
 }
 

@@ -47,7 +47,7 @@ class FaceRecord:
 
 def predict(source: Any, model: Any = "default", *, detector: str = "auto", gender_model: Any = None,
             detector_model: str | os.PathLike | None = None, min_score: float = 0.8, backend: str = "auto",
-            batch_size: int = 64, recursive: bool = True) -> list[FaceRecord]:
+            batch_size: int = 64, recursive: bool = True, tta: str = "none") -> list[FaceRecord]:
     """Every face in ``source`` with its age: a list of :class:`FaceRecord`, in input order.
 
     ``source``: an image path, a folder (searched for images and videos), a video path, a BGR uint8
@@ -55,11 +55,11 @@ def predict(source: Any, model: Any = "default", *, detector: str = "auto", gend
     run folder, Keras ``.h5``, an ``.onnx`` from ``agecompact export``, a pretrained or zoo name, or an
     ``AgeModel``. ``detector``: ``auto`` (YuNet if ``agecompact fetch yunet`` stored it or
     ``detector_model`` is given, else OpenCV's Haar cascade), ``yunet``, ``haar`` or ``none`` (each
-    image is one face). Images without a face add no record. A missing or unreadable path raises
+    image is one face). ``tta="flip"`` averages each face with its mirror image. Images without a face add no record. A missing or unreadable path raises
     ``agecompact.errors.InputError``; unreadable files found inside a folder are skipped with a warning.
     """
     sources = list(source) if isinstance(source, list | tuple) else [source]
-    predictor = _predictor(model, gender_model, detector, detector_model, min_score, backend, batch_size)
+    predictor = _predictor(model, gender_model, detector, detector_model, min_score, backend, batch_size, tta)
     records: list[FaceRecord] = []
     counter = iter(range(1 << 62))
     for src in sources:
@@ -129,9 +129,10 @@ def _model_key(source: Any) -> Any:
     return ("object", id(source))
 
 
-def _predictor(model, gender_model, detector, detector_model, min_score, backend, batch_size):
+def _predictor(model, gender_model, detector, detector_model, min_score, backend, batch_size, tta="none"):
     from agecompact.faces.detector import create_detector
     from agecompact.inference import resolve_backend
+    from agecompact.inference.tta import check_tta
     from agecompact.predict.models import load_predict_model
     from agecompact.predict.pipeline import Predictor
 
@@ -141,7 +142,7 @@ def _predictor(model, gender_model, detector, detector_model, min_score, backend
         raise UsageError(f"min_score must be in [0, 1], got {min_score}")
     cacheable = all(m is None or isinstance(m, str | os.PathLike) for m in (model, gender_model))
     key = (_model_key(model), _model_key(gender_model), detector, str(detector_model), float(min_score),
-           resolve_backend(backend), int(batch_size))
+           resolve_backend(backend), int(batch_size), check_tta(tta))
     with _lock:
         if cacheable and key in _cache:
             _cache.move_to_end(key)
@@ -151,7 +152,7 @@ def _predictor(model, gender_model, detector, detector_model, min_score, backend
         kind = "yunet" if detector == "auto" and detector_model is not None else detector
         found = create_detector(kind, model_path=detector_model, score_threshold=min_score)
         predictor = Predictor(age, detector=found, gender_model=sex, backend=backend, batch_size=batch_size,
-                              min_score=min_score)
+                              min_score=min_score, tta=tta)
         if cacheable:
             _cache[key] = predictor
             while len(_cache) > _CACHE_SIZE:

@@ -44,9 +44,9 @@ class ModelRunner:
     """A model, the engine that runs it, and how its inputs are cut."""
 
     def __init__(self, model, *, backend: str, batch_size: int, margin: float | None = None,
-                 color_order: str | None = None, quantize: str | None = None):
+                 color_order: str | None = None, quantize: str | None = None, tta: str | None = None):
         self.model = model
-        self.engine = get_engine(model, backend, quantize=quantize)
+        self.engine = get_engine(model, backend, quantize=quantize, tta=tta)
         self.crop = CropSpec.from_meta(model.meta, margin=margin, color_order=color_order)
         self.batch_size = batch_size
         self.buckets = batch_buckets(batch_size)
@@ -83,7 +83,7 @@ class Predictor:
 
     def __init__(self, age_model, *, detector, gender_model=None, backend: str = "auto", batch_size: int = 64,
                  margin: float | None = None, color_order: str | None = None, min_score: float = 0.0,
-                 quantize: str | None = None):
+                 quantize: str | None = None, tta: str | None = None):
         if batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         if age_model.meta.task != "age":
@@ -95,7 +95,7 @@ class Predictor:
         self.detector = detector
         self.min_score = min_score
         kw = {"backend": backend, "batch_size": batch_size, "margin": margin, "color_order": color_order,
-              "quantize": quantize}
+              "quantize": quantize, "tta": tta}
         self.age = ModelRunner(age_model, **kw)
         self.gender = ModelRunner(gender_model, **kw) if gender_model is not None else None
 
