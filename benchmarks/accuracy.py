@@ -172,6 +172,13 @@ def evaluate() -> dict:
         last = run / "last.msgpack"
         if run.name.startswith("ablate-"):
             row["dev_val_mae_last"] = records[-1]["val_mae"]
+            row["augment_policy"] = cfg.get("augment_policy")
+            if cfg["model"].startswith("aec"):  # flip test-time augmentation, on the same dev rows
+                for tta in ("none", "flip"):
+                    parts = [_eval(run, ["--db", db, "--split", "val", "--tta", tta])["metrics"]
+                             for db in cfg["db"].split(",")]
+                    n = sum(m["count"] for m in parts)
+                    row[f"dev_val_mae_{tta}"] = sum(m["mae"] * m["count"] for m in parts) / n
         else:
             for db, npz in (("utkface", DATA / "utkface.npz"), ("aaf", DATA / "aaf.npz")):
                 chips = _eval(last, ["--db", npz, "--split", "test"])
@@ -253,17 +260,22 @@ def ship(pairs: list[tuple[str, str]]) -> None:
 
 
 def table(doc: dict) -> str:
-    lines = ["| run | model | recipe | params | epochs | train time | dev val MAE | UTKFace chips | UTKFace via "
-             "YuNet (found) | AAF via YuNet (found) |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| run | model | recipe | params | epochs | train time | dev val MAE (flip) | UTKFace chips (flip) | "
+             "UTKFace via YuNet (found) | AAF chips (flip) | AAF via YuNet (found) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in doc.items():
         if name.startswith("_"):
             continue
-        f = lambda m: "—" if m is None else f"{m['mae']:.2f}"  # noqa: E731
+        num = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+        mae = lambda m: None if m is None else m["mae"]  # noqa: E731
+        pair = lambda a, b: num(a) if b is None else f"{num(a)} ({num(b)})"  # noqa: E731
         det = lambda m: "—" if m is None else f"{m['mae']:.2f} ({m['detection_rate']:.1%})"  # noqa: E731
-        lines.append(f"| {name} | {r['model']} | {r['recipe']} | {r['params']:,} | {r['epochs']} | "
-                     f"{r['train_seconds'] / 60:.0f} min | "
-                     f"{r.get('dev_val_mae_last', float('nan')):.2f} | {f(r.get('utkface_chips'))} | "
-                     f"{det(r.get('utkface_detect'))} | {det(r.get('aaf_detect'))} |".replace("nan", "—"))
+        recipe = r["recipe"] + (f", {r['augment_policy']} aug" if r.get("augment_policy") else "")
+        lines.append(f"| {name} | {r['model']} | {recipe} | {r['params']:,} | {r['epochs']} | "
+                     f"{r['train_seconds'] / 60:.0f} min | {pair(r.get('dev_val_mae_last'), r.get('dev_val_mae_flip'))} | "
+                     f"{pair(mae(r.get('utkface_chips')), mae(r.get('utkface_chips_flip')))} | "
+                     f"{det(r.get('utkface_detect'))} | "
+                     f"{pair(mae(r.get('aaf_chips')), mae(r.get('aaf_chips_flip')))} | {det(r.get('aaf_detect'))} |")
     return "\n".join(lines)
 
 
