@@ -285,7 +285,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10, help="ablation epochs")
     ap.add_argument("--only", nargs="*", help="ablation names to run")
     ap.add_argument("--zoo", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES), help="zoo candidates")
-    ap.add_argument("--ship", nargs="*", default=["default:aec-long", "tiny:aec-tiny", "ssrnet-utk-aaf:ssrnet"],
+    ap.add_argument("--ship", nargs="*", default=["default:aec", "tiny:aec-tiny", "ssrnet-utk-aaf:ssrnet"],
                     help="zoo names to ship, as name:candidate")
     a = ap.parse_args()
     if a.stage in ("prepare", "all"):
