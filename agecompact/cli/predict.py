@@ -89,11 +89,9 @@ def predict(
         raise UsageError(f"unknown detector {detector!r}: choose auto, yunet, haar or none")
     resolve_backend(backend)  # an unknown or unavailable backend fails here, before any work
     from agecompact.export.quantize import check_mode
-
-    quantize = check_mode(quantize)
     from agecompact.inference.tta import check_tta
 
-    tta = check_tta(tta)
+    quantize, tta = check_mode(quantize), check_tta(tta)
     if quantize is not None and resolve_backend(backend) != "onnx":
         raise UsageError(f"--quantize {quantize} runs on onnxruntime: use --backend onnx (or auto on a CPU)")
     if out is not None and out.exists() and not out.is_dir():
