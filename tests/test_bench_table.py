@@ -120,6 +120,17 @@ def test_weights_rows_take_mae_from_results_files(cli, tmp_path):
     assert rows and rows[0]["measured"]["wiki_mae"] == 5.43
 
 
+def test_row_names_are_unique(cli, tmp_path):
+    """Weights named like an architecture, or the same file twice, still get rows one can tell apart."""
+    path = tmp_path / "aec.msgpack"
+    AgeModel(create_model("aec", seed=1), ModelMeta.for_arch("aec", name="aec")).save(path)
+    result = cli("bench", "table", "--model", str(path), "--model", str(path), "--no-timing", "--json")
+    assert result.exit_code == 0, result.stderr
+    names = [r["model"] for r in json.loads(result.stdout)["rows"]]
+    assert len(set(names)) == len(names) == 6
+    assert {"aec", "aec (weights)", "aec (weights) 2"} <= set(names)
+
+
 @pytest.mark.parametrize("args,code", [
     (["--runs", "/no/such/run"], 3),
     (["--model", "/no/such/model.msgpack"], 3),

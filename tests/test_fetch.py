@@ -289,6 +289,25 @@ def test_fetch_yunet_wrong_file_is_not_kept(cli, server, isolated_home):
     assert not default_yunet_path().with_name(default_yunet_path().name + ".part").exists()
 
 
+def test_fetch_sha256_accepts_a_mirrors_other_build_on_purpose(cli, server, isolated_home):
+    build = payload(5_000, 8)  # another size and digest than the published YuNet file
+    server.files["/yunet.onnx"] = build
+    from agecompact.faces.detector import default_yunet_path
+
+    result = cli("fetch", "yunet", "--sha256", sha(build))  # no --url: the published file stays the only one
+    assert result.exit_code == 2 and "--sha256 needs --url" in result.stderr
+    result = cli("fetch", "yunet", "--url", server.url("/yunet.onnx"), "--sha256", "abc")
+    assert result.exit_code == 2 and "64 hexadecimal" in result.stderr
+    result = cli("fetch", "yunet", "--url", server.url("/yunet.onnx"), "--sha256", "0" * 64, "--quiet")
+    assert result.exit_code == 1 and "sha256 mismatch" in result.stderr and not default_yunet_path().exists()
+    result = cli("fetch", "yunet", "--url", server.url("/yunet.onnx"), "--sha256", sha(build).upper(),
+                 "--quiet", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["accepted_sha256"] == sha(build) and report["published_sha256"].startswith("8f2383e4")
+    assert default_yunet_path().read_bytes() == build
+
+
 def test_fetch_dataset_tar_over_http(cli, server, tmp_path):
     from agecompact.data.demo import generate
 

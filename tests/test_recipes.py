@@ -37,6 +37,8 @@ def test_modern_recipe_fills_its_defaults_and_paper_keeps_the_published_ones():
     ({"augment_policy": "wild"}, "augment_policy"),
     ({"db": "a.npz,"}, "empty dataset name"),
     ({"db": ",a.npz"}, "empty dataset name"),
+    ({"db": "a.npz,b.npz", "db_repeat": [1]}, "one per file"),
+    ({"db": "a.npz,b.npz", "db_repeat": [1, 0]}, ">= 1"),
 ])
 def test_bad_recipe_options_are_usage_errors(kwargs, message):
     with pytest.raises(UsageError, match=message):
@@ -138,6 +140,24 @@ def test_training_on_two_datasets_splits_each_by_its_own_rule(tmp_path, cli):
     r = cli("eval", "--model", tmp_path / "run", "--db", b, "--split", "val", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["dataset"]["count"] == 16
+
+
+def test_db_repeat_oversamples_training_rows_only(tmp_path, cli):
+    a = write_synthetic_npz(tmp_path / "a.npz", 120, seed=2, db="alpha", margin=0.2, with_split=True)
+    b = write_synthetic_npz(tmp_path / "b.npz", 80, seed=3, db="beta", margin=0.2)
+    runs = {}
+    for name, extra in (("once", []), ("thrice", ["--db-repeat", "1,3"])):
+        r = cli("train", "--db", f"{a},{b}", *extra, "--model", "aec", "--epochs", "1", "--batch-size", "32",
+                "--out", tmp_path / name, "--quiet", "--json")
+        assert r.exit_code == 0, r.output
+        runs[name] = json.loads((tmp_path / name / "split.json").read_text())
+    once, thrice = runs["once"], runs["thrice"]
+    assert once["val_indices"] == thrice["val_indices"]  # validation is never repeated
+    n_a = sum(1 for i in range(120) if i not in set(once["val_indices"]))
+    assert thrice["n_train"] == n_a + 3 * (once["n_train"] - n_a)
+    assert json.loads((tmp_path / "thrice" / "config.json").read_text())["db_repeat"] == [1, 3]
+    r = cli("train", "--db", f"{a},{b}", "--db-repeat", "1,x", "--out", tmp_path / "bad")
+    assert r.exit_code == 2 and "whole numbers" in r.output and not (tmp_path / "bad").exists()
 
 
 def test_datasets_that_disagree_are_refused(tmp_path):

@@ -58,7 +58,7 @@ def test_run_folder_contents(syn_npz, tmp_path):
     assert split["method"] == "random" and split["val_fraction"] == 0.2
     assert split["n_train"] + split["n_val"] == 320 and len(split["val_indices"]) == split["n_val"] == 64
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in lines] == [0, 1, 2]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]  # numbered from 1, as on the console
     for key in ("step", "lr", "train_loss", "train_mae", "val_mae", "val_ca3", "val_ca5", "epoch_seconds",
                 "images_per_second"):
         assert all(r[key] is not None for r in lines), key
@@ -67,26 +67,27 @@ def test_run_folder_contents(syn_npz, tmp_path):
     assert csv[0].startswith("epoch,step,lr,train_loss") and len(csv) == 4
     assert (run / "curves.png").stat().st_size > 1000
 
-    best_epoch = min(range(3), key=lambda e: lines[e]["val_mae"])
+    best = min(lines, key=lambda r: r["val_mae"])
+    best_epoch = best["epoch"]
     assert summary["best_epoch"] == best_epoch
-    assert summary["best_val_mae"] == pytest.approx(lines[best_epoch]["val_mae"])
+    assert summary["best_val_mae"] == pytest.approx(best["val_mae"])
 
     # best.msgpack is the best epoch: its predictions reproduce the logged validation MAE
     best = load_model(run / "best.msgpack")
     assert best.meta.source == {"type": "run", "run": str(run.absolute()), "epoch": best_epoch, "seed": 0}
     assert best.meta.dataset == "syn" and best.meta.margin == 0.25 and best.arch == "c3ae"
-    assert best.meta.metrics["val_mae"] == pytest.approx(lines[best_epoch]["val_mae"])
+    assert best.meta.metrics["val_mae"] == pytest.approx(lines[best_epoch - 1]["val_mae"])
     data = np.load(syn_npz)
     val = np.asarray(split["val_indices"])
     m = age_metrics(best.predict(data["image"][val]), data["age"][val])
-    assert m["mae"] == pytest.approx(lines[best_epoch]["val_mae"], abs=1e-3)
+    assert m["mae"] == pytest.approx(lines[best_epoch - 1]["val_mae"], abs=1e-3)
     last = load_model(run / "last.msgpack")
-    assert last.meta.source["epoch"] == 2
+    assert last.meta.source["epoch"] == 3
     assert load_model(run).meta.source["epoch"] == best_epoch  # a run folder loads its best model
 
     # orbax keeps the latest epoch and the best one (the retention pitfall: latest must survive)
     steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
-    assert steps == sorted({2, best_epoch})
+    assert steps == sorted({3, best_epoch})
 
 
 def test_resume_equals_uninterrupted(syn_npz, tmp_path):
@@ -96,7 +97,7 @@ def test_resume_equals_uninterrupted(syn_npz, tmp_path):
     full = train_and_evaluate(cfg, tmp_path / "full")
 
     def stop_after_two(epoch, record):
-        if epoch == 1:
+        if epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -132,9 +133,9 @@ def test_nan_guard_keeps_last_good_checkpoint(syn_npz, tmp_path):
     with pytest.raises(TrainingDiverged, match="NaN/inf at epoch 2, step 1"):
         train_and_evaluate(cfg, run)
     steps = [int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()]
-    assert steps == [0]
+    assert steps == [1]
     model = load_model(run / "last.msgpack")
-    assert model.meta.source["epoch"] == 0
+    assert model.meta.source["epoch"] == 1
     assert np.all(np.isfinite(model.predict(np.load(syn_npz)["image"][:8])))
     assert (run / "curves.png").is_file()
 
@@ -149,7 +150,7 @@ def test_fresh_run_in_used_folder_starts_over(syn_npz, tmp_path):
 
 
 def test_interrupt_while_an_epoch_is_written_loses_nothing(syn_npz, tmp_path, monkeypatch):
-    """A kill while epoch 1's model files are written: the resume redoes epoch 1, no record goes missing."""
+    """A kill while epoch 2's model files are written: the resume redoes epoch 2, no record goes missing."""
     from agecompact.training.loop import Trainer
 
     cfg = TrainConfig(db=str(syn_npz), model="c3ae", epochs=3, batch_size=64)
@@ -157,7 +158,7 @@ def test_interrupt_while_an_epoch_is_written_loses_nothing(syn_npz, tmp_path, mo
     real_export = Trainer.export
 
     def export(self, path, epoch, metrics):
-        if epoch == 1:
+        if epoch == 2:
             raise KeyboardInterrupt
         real_export(self, path, epoch, metrics)
 
@@ -167,6 +168,6 @@ def test_interrupt_while_an_epoch_is_written_loses_nothing(syn_npz, tmp_path, mo
     monkeypatch.setattr(Trainer, "export", real_export)
     resumed = train_and_evaluate(TrainConfig(), tmp_path / "cut", resume=True)
     rows = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert resumed["best_epoch"] == full["best_epoch"]
     assert resumed["val_mae"] == pytest.approx(full["val_mae"], rel=1e-6)

@@ -126,7 +126,7 @@ def build_rows(*, runs: list[Path], models: list[str], results: list[Path], prob
         entries.append(("weights", model.name, model, mine, str(source)))
 
     rows = []
-    for kind, label, model, evals, source in entries:
+    for (kind, _, model, evals, source), label in zip(entries, _unique_labels(entries), strict=True):
         size = model.path.stat().st_size if kind == "run" and model.path else _model_file_bytes(model)
         published = PUBLISHED.get(model.arch) if kind == "architecture" else None
         row = {
@@ -147,6 +147,23 @@ def build_rows(*, runs: list[Path], models: list[str], results: list[Path], prob
             row["measured"].update(probe.measure(model))
         rows.append(row)
     return rows
+
+
+def _unique_labels(entries: list[tuple[str, str, Any, Any, Any]]) -> list[str]:
+    """Row names that tell rows apart: architecture rows keep the architecture's name; a run or weights row
+    whose name is taken gets its kind ("aec (weights)"), then a count ("aec (weights) 2")."""
+    labels: list[str] = []
+    taken = {label for kind, label, *_ in entries if kind == "architecture"}
+    names = [label for _, label, *_ in entries]
+    for (kind, label, *_), name in zip(entries, names, strict=True):
+        if kind != "architecture" and (label in taken or names.count(name) > 1):
+            label = f"{label} ({kind})"
+            base, n = label, 2
+            while label in taken:
+                label, n = f"{base} {n}", n + 1
+        taken.add(label)
+        labels.append(label)
+    return labels
 
 
 def table_document(rows: list[dict[str, Any]], probe: SpeedProbe | None, device: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,10 @@ def fetch(
                                                    "weights: the .h5 download folder).")] = None,
     url: Annotated[str | None, typer.Option(help="Mirror URL to download from instead (http, https or "
                                                  "file://); a known checksum is still verified.")] = None,
+    sha256: Annotated[str | None, typer.Option("--sha256", metavar="HEX", help="With --url: the mirror's "
+                                               "sha256, to accept a build that differs from the published "
+                                               "one on purpose (the default stays strict).",
+                                               show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Download / regenerate even if present.")] = False,
     count: Annotated[int | None, typer.Option(min=1, help="demo: number of images (default 3200).")] = None,
     seed: Annotated[int, typer.Option(help="demo: random seed (same seed, same files).")] = 0,
@@ -40,6 +44,8 @@ def fetch(
         agecompact fetch ssrnet-wiki yunet    # then --model ssrnet-wiki works offline
 
         agecompact fetch wiki --url file:///mnt/mirror/wiki_crop.tar
+
+        agecompact fetch ssrnet-wiki --url https://mirror/ssrnet.h5 --sha256 HEX   # a different build, on purpose
     """
     from agecompact.console import print_json, stdout_console
     from agecompact.data.sources import get_source, sources
@@ -68,7 +74,7 @@ def fetch(
             _print_report(r)
     for source in selected:
         report = fetch_one(source, dest=dest, url=url, force=force, quiet=quiet, count=count, seed=seed,
-                           keep_archive=keep_archive)
+                           keep_archive=keep_archive, sha256=sha256)
         reports.append(report)
         if not json_:
             _print_report(report)

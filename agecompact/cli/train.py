@@ -120,12 +120,28 @@ def _same_workdir_everywhere(workdir: Path) -> Path:
     return chosen
 
 
+def _counts(text: str | None) -> list[int] | None:
+    """``--db-repeat 1,3`` -> [1, 3]."""
+    if text is None:
+        return None
+    from agecompact.errors import UsageError
+
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--db-repeat {text!r}: give whole numbers separated by commas, e.g. 1,3") from None
+
+
 @app.command()
 @handle_errors
 def train(
     db: Annotated[str | None, typer.Option("--db", help="Dataset: a name in data/ (see `preprocess`) or a .npz path; "
                                            "several joined by commas train on all of them (each keeps its own "
                                            "split rule).", show_default=False)] = None,
+    db_repeat: Annotated[str | None, typer.Option("--db-repeat", metavar="N,N,...", help="With several --db "
+                                                  "files: how often each one's training rows appear per epoch, "
+                                                  "e.g. 1,3 to oversample a small second dataset.",
+                                                  show_default=False)] = None,
     recipe: Annotated[RecipeName | None, typer.Option(case_sensitive=False, help="paper: the family's published "
                                                       "recipe (default); modern: AdamW, warm-up + cosine, weight "
                                                       "EMA, colour jitter and random erasing.",
@@ -188,7 +204,7 @@ def train(
         if distributed:
             native_output.enter_context(native_stdout_to_stderr())
             _init_distributed()
-        overrides = {"db": db, "model": model.value if model else None, "recipe": recipe.value if recipe else None,
+        overrides = {"db": db, "db_repeat": _counts(db_repeat), "model": model.value if model else None, "recipe": recipe.value if recipe else None,
                      "epochs": epochs, "batch_size": batch_size,
                      "lr": lr, "schedule": schedule.value if schedule else None, "seed": seed,
                      "val_fraction": val_fraction, "augment": augment, "init_from": init_from, "compute_dtype": dtype}
@@ -240,4 +256,4 @@ def train(
         print_json(summary)
     elif not quiet and summary["best_val_mae"] is not None:
         log(f"run folder: {summary['run']}  best val MAE {summary['best_val_mae']:.3f} "
-            f"(epoch {summary['best_epoch'] + 1})")
+            f"(epoch {summary['best_epoch']})")

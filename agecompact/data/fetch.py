@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 from agecompact.data.download import CorruptArchiveError, UnsafeArchiveError, download, extract_tar, sha256_of
@@ -12,16 +14,39 @@ from agecompact.errors import UsageError
 
 
 def fetch(source: Source, *, dest: str | os.PathLike | None = None, url: str | None = None, force: bool = False,
-          quiet: bool = False, count: int | None = None, seed: int = 0, keep_archive: bool = False) -> dict:
-    """Fetch one source; returns a small report (name, kind, status, path, ...)."""
+          quiet: bool = False, count: int | None = None, seed: int = 0, keep_archive: bool = False,
+          sha256: str | None = None) -> dict:
+    """Fetch one source; returns a small report (name, kind, status, path, ...).
+
+    ``sha256`` (with ``url`` only) accepts a mirror's different build on purpose: the download is checked
+    against that digest instead of the published one (and not against the published size). Without it,
+    every download must match the published checksum.
+    """
     if url is not None and source.kind in ("demo", "manual"):
         raise UsageError(f"--url does not apply to {source.name!r} ({source.kind})")
     if count is not None and source.kind != "demo":
         raise UsageError("--count only applies to `fetch demo`")
+    published = source.sha256
+    if sha256 is not None:
+        source = dataclasses.replace(source, sha256=_accepted_digest(sha256, url), size=None)
     handler = {"dataset": _dataset, "weights": _weights, "detector": _detector, "demo": _demo,
                "manual": _manual}[source.kind]
-    return handler(source, dest=dest, url=url, force=force, quiet=quiet, count=count, seed=seed,
-                   keep_archive=keep_archive)
+    report = handler(source, dest=dest, url=url, force=force, quiet=quiet, count=count, seed=seed,
+                     keep_archive=keep_archive, published_sha256=published)
+    if sha256 is not None and source.sha256 != published:
+        report["published_sha256"] = published
+        report["accepted_sha256"] = source.sha256
+    return report
+
+
+def _accepted_digest(sha256: str, url: str | None) -> str:
+    if url is None:
+        raise UsageError("--sha256 needs --url: the default download is always checked against its published "
+                         "checksum")
+    digest = sha256.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise UsageError(f"--sha256 {sha256!r}: expected 64 hexadecimal digits")
+    return digest
 
 
 def _report(source: Source, status: str, path: Path, **extra) -> dict:
@@ -105,7 +130,7 @@ def _detector(source: Source, *, dest, url, force, quiet, **_) -> dict:
     return _report(source, "downloaded", target, sha256=source.sha256)
 
 
-def _weights(source: Source, *, dest, url, force, quiet, **_) -> dict:
+def _weights(source: Source, *, dest, url, force, quiet, published_sha256=None, **_) -> dict:
     """Download the released ``.h5``, verify it, convert it to an agecompact model file in the cache."""
     from agecompact.pretrained import PRETRAINED, cached_model_path
 
@@ -126,7 +151,9 @@ def _weights(source: Source, *, dest, url, force, quiet, **_) -> dict:
         model.meta.margin = info.margin
     model.meta.source = {**model.meta.source, "type": "keras", "pretrained": source.name, "url": source.url,
                          "sha256": source.sha256, "licence": info.licence,
-                         **({"mirror": url} if url else {})}
+                         **({"mirror": url} if url else {}),
+                         **({"published_sha256": published_sha256} if published_sha256 not in (None, source.sha256)
+                            else {})}
     model.save(model_path)
     return _report(source, "downloaded", model_path, weights=str(h5), sha256=source.sha256,
                    num_params=model.num_params)

@@ -39,7 +39,7 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     schedule: str | None = None  # step | constant | cosine | plateau
-    decay_epochs: list[int] | None = None  # step schedule: epochs (0-based) at which lr *= decay_factor
+    decay_epochs: list[int] | None = None  # step schedule: lr *= decay_factor once this many epochs are done
     # ...or, when decay_epochs is None, these fractions of the run (30 and 60 of 90), so the schedule
     # follows --epochs, also when a saved config.json is re-run or a run is resumed with more epochs
     decay_fractions: list[float] = field(default_factory=lambda: [1 / 3, 2 / 3])
@@ -55,6 +55,9 @@ class TrainConfig:
     augment_policy: str | None = None  # ssrnet (the paper's geometric set) | strong (+ colour, erasing)
     seed: int = 0
     val_fraction: float | None = None  # None: the dataset's own split if it has one, else 0.2
+    # with ``--db a.npz,b.npz``: how often each file's training rows appear per epoch (oversampling a small
+    # dataset); validation rows are never repeated. None: once each
+    db_repeat: list[int] | None = None
     augment: bool = True
     shear_units: str | None = None  # SSR-Net's Keras helper: radians; AEC's keras_preprocessing: degrees
     kl_weight: float = 10.0  # C3AE: alpha in alpha * KL(two-point || softmax) + L1
@@ -214,6 +217,12 @@ def _validate(c: TrainConfig) -> None:
         raise UsageError("ema_decay must lie in [0, 1)")
     if any(not part.strip() for part in c.db.split(",")):
         raise UsageError(f"--db {c.db!r}: empty dataset name in the comma-separated list")
+    if c.db_repeat is not None:
+        n_db = len(c.db.split(","))
+        if len(c.db_repeat) != n_db:
+            raise UsageError(f"--db-repeat gives {len(c.db_repeat)} count(s) for {n_db} --db file(s); give one per file")
+        if any(int(r) < 1 for r in c.db_repeat):
+            raise UsageError("--db-repeat counts must be whole numbers >= 1")
     if c.compute_dtype not in COMPUTE_DTYPES:
         raise UsageError(f"unknown compute dtype {c.compute_dtype!r}; choose one of: {', '.join(COMPUTE_DTYPES)}")
     if c.val_fraction is not None and not 0.0 < c.val_fraction < 1.0:

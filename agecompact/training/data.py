@@ -7,6 +7,7 @@ exactly the batches an uninterrupted one would have seen.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import queue
@@ -193,6 +194,20 @@ def make_split(ds: Dataset, *, seed: int, val_fraction: float | None, keep: np.n
         raise InputError(f"{ds.path}: the split leaves {len(out.train)} training and {len(out.val)} validation "
                          "images; need at least one of each")
     return out
+
+
+def repeat_parts(ds: Dataset, split: Split, repeats: list[int] | None) -> Split:
+    """``split`` with each part's training rows listed ``repeats[i]`` times (validation untouched).
+
+    An epoch then visits a small dataset's faces several times for each pass over a large one, so
+    the model is not fitted to the large one's population alone.
+    """
+    if not repeats or all(int(r) == 1 for r in repeats):
+        return split
+    bounds = [(o, o + len(p)) for p, o in ds.parts] if ds.parts else [(0, len(ds))]
+    pieces = [np.repeat(split.train[(split.train >= lo) & (split.train < hi)], int(r))
+              for (lo, hi), r in zip(bounds, repeats, strict=True)]
+    return dataclasses.replace(split, train=np.sort(np.concatenate(pieces)))
 
 
 def check_split(saved: dict[str, Any], split: Split) -> None:

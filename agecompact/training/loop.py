@@ -198,7 +198,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, resume: bool
                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``config`` into ``workdir`` (fresh, or continuing its latest checkpoint); returns a summary.
 
-    ``on_epoch_end(epoch, record)`` runs after each epoch is saved (tests use it to interrupt a run).
+    ``on_epoch_end(epoch, record)`` runs after each epoch (numbered from 1) is saved (tests use it to interrupt a run).
     Raises ``TrainingDiverged`` on a non-finite loss and lets ``KeyboardInterrupt`` through after the
     in-flight checkpoint is finalised, so the folder is always resumable.
     """
@@ -235,7 +235,13 @@ class Trainer:
         from agecompact.models.registry import get_spec
         from agecompact.training import steps as S
         from agecompact.training.augment import make_augmenter
-        from agecompact.training.data import check_split, load_datasets, make_split, steps_per_epoch
+        from agecompact.training.data import (
+            check_split,
+            load_datasets,
+            make_split,
+            repeat_parts,
+            steps_per_epoch,
+        )
         from agecompact.training.losses import loss_for
 
         self.say = log or (lambda _msg: None)
@@ -256,7 +262,8 @@ class Trainer:
         if ds.images.shape[-2] != 64:
             raise InputError(f"{ds.path}: images are {ds.images.shape[-2]} px; the models take 64x64")
         self.targets, keep = _targets(cfg, ds, spec.task)
-        self.split = split = make_split(ds, seed=cfg.seed, val_fraction=cfg.val_fraction, keep=keep)
+        self.split = split = repeat_parts(ds, make_split(ds, seed=cfg.seed, val_fraction=cfg.val_fraction,
+                                                         keep=keep), cfg.db_repeat)
         if resume and (workdir / SPLIT).is_file():
             check_split(json.loads((workdir / SPLIT).read_text()), split)
 
@@ -327,12 +334,22 @@ class Trainer:
         latest = ckpts.latest_step()
         if latest is not None:
             self.state, loop = ckpts.restore(latest, self.state)
-            self.start_epoch = int(loop["epoch"]) + 1
+            # runs written before epochs were numbered from 1 store the last epoch's 0-based index
+            zero_based = "epochs_done" not in loop
+            self.start_epoch = int(loop["epoch"]) + 1 if zero_based else int(loop["epochs_done"])
             self.global_step = int(loop["global_step"])
-            self.best = {"val_mae": _inf_if_none(loop["best"]["val_mae"]), "epoch": loop["best"]["epoch"]}
+            best_epoch = loop["best"]["epoch"]
+            if zero_based and best_epoch is not None:
+                best_epoch = int(best_epoch) + 1
+            self.best = {"val_mae": _inf_if_none(loop["best"]["val_mae"]), "epoch": best_epoch}
             self.plateau = {**loop["plateau"], "best": _inf_if_none(loop["plateau"]["best"])}
             self.say(f"resuming {self.workdir.name} after epoch {self.start_epoch} of {self.cfg.epochs}")
-        self.records = [r for r in read_records(self.workdir) if r.get("epoch", 1 << 30) < self.start_epoch]
+            records = read_records(self.workdir)
+            if zero_based:
+                records = [{**r, "epoch": r["epoch"] + 1} for r in records if "epoch" in r]
+        else:
+            records = []
+        self.records = [r for r in records if r.get("epoch", 1 << 30) <= self.start_epoch]
         if self.is_main:
             _write_records(self.workdir, self.records)
 
@@ -453,31 +470,32 @@ class Trainer:
         if cfg.schedule == "plateau":
             self.plateau = update_plateau(cfg, self.plateau, val["val_mae"])
         improved = val["val_mae"] < self.best["val_mae"]
+        number = epoch + 1  # epochs are numbered from 1 in every file and message
         if improved:
-            self.best = {"val_mae": val["val_mae"], "epoch": epoch}
+            self.best = {"val_mae": val["val_mae"], "epoch": number}
         images = sums.steps * cfg.batch_size
         rec = EpochRecord(
-            epoch=epoch, step=self.global_step, lr=lr, train_loss=sums.loss / max(sums.steps, 1),
+            epoch=number, step=self.global_step, lr=lr, train_loss=sums.loss / max(sums.steps, 1),
             train_mae=sums.abs_err / max(images, 1), val_mae=val["val_mae"], val_ca3=val.get("val_ca3"),
             val_ca5=val.get("val_ca5"), val_rmse=val.get("val_rmse"), val_accuracy=val.get("val_accuracy"),
             epoch_seconds=train_s + (time.perf_counter() - t0),
             images_per_second=images / train_s if train_s > 0 else float("nan"),
             terms={k: v / max(sums.steps, 1) for k, v in sums.terms.items()},
         ).to_json()
-        loop = {"epoch": epoch, "global_step": self.global_step,
+        loop = {"epochs_done": number, "global_step": self.global_step,
                 "best": {"val_mae": _none_if_inf(self.best["val_mae"]), "epoch": self.best["epoch"]},
                 "plateau": {**self.plateau, "best": _none_if_inf(self.plateau["best"])}}
         self.records.append(rec)
         if self.is_main:
             metrics = {k: v for k, v in val.items() if v is not None}
-            self.export(self.workdir / LAST, epoch, metrics)
+            self.export(self.workdir / LAST, number, metrics)
             if improved:
-                self.export(self.workdir / BEST, epoch, metrics)
+                self.export(self.workdir / BEST, number, metrics)
             _write_records(self.workdir, self.records)
         # The checkpoint commits the epoch, so it comes last: interrupted before it, a resume redoes this
         # epoch (deterministically) and rewrites the files above; after it, they are already complete.
-        ckpts.save(epoch, self.state, loop, {"val_mae": val["val_mae"]})
-        line = (f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {rec['train_loss']:.4f}  train MAE {rec['train_mae']:.3f}"
+        ckpts.save(number, self.state, loop, {"val_mae": val["val_mae"]})
+        line = (f"epoch {number:>3}/{cfg.epochs}  loss {rec['train_loss']:.4f}  train MAE {rec['train_mae']:.3f}"
                 f"  val MAE {rec['val_mae']:.3f}")
         if rec["val_ca3"] is not None:
             line += f"  CA3 {rec['val_ca3']:.3f}  CA5 {rec['val_ca5']:.3f}"
@@ -510,7 +528,7 @@ class Trainer:
                     sums, lr, train_s = self.train_epoch(epoch, progress)
                     rec = self.end_epoch(epoch, sums, lr, train_s, ckpts)
                     if on_epoch_end is not None:
-                        on_epoch_end(epoch, rec)
+                        on_epoch_end(epoch + 1, rec)
         finally:
             ckpts.close()  # finalise the in-flight save, whatever happened
             if self.is_main and self.records:
