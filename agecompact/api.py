@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from agecompact.errors import InputError, UsageError
+from agecompact.models.registry import abstract_model
 from agecompact.weights.modelfile import ModelMeta
 
 
@@ -200,19 +201,6 @@ def _counts_by_name(state: dict[str, Any]) -> dict[str, int]:
     return {**counts, "total": counts["trainable"] + counts["non_trainable"]}
 
 
-def abstract_model(arch: str, arch_kwargs: dict[str, Any] | None = None, *, origin: str = "model file"):
-    """The network of ``arch`` with shapes only: no initialiser runs, nothing is compiled."""
-    from flax import nnx
-
-    from agecompact.models.registry import create_model
-
-    kwargs = dict(arch_kwargs or {})
-    try:
-        return nnx.eval_shape(lambda: create_model(arch, **kwargs))
-    except TypeError as e:
-        raise InputError(f"{origin}: bad architecture options {kwargs}: {e}") from None
-
-
 def fill_model(module, arrays: dict[str, Any]) -> None:
     """Put the (already shape-checked) pure-dict ``arrays`` into ``module``; every value must be filled."""
     import jax
@@ -264,10 +252,12 @@ def load_model(source: str | os.PathLike, *, arch: str | None = None, lazy: bool
 
     path = Path(source)
     if path.is_dir():
-        for candidate in ("best.msgpack", "last.msgpack"):
+        from agecompact.runfolder import MODEL_FILES
+
+        for candidate in MODEL_FILES:
             if (path / candidate).is_file():
                 return load_model(path / candidate, arch=arch, lazy=lazy)
-        raise InputError(f"{path}: no best.msgpack or last.msgpack in this folder (not a finished run?)")
+        raise InputError(f"{path}: no {' or '.join(MODEL_FILES)} in this folder (not a finished run?)")
     if path.is_file():
         if keras.is_hdf5(path):
             module, meta = keras.import_keras(path, arch=arch)

@@ -67,6 +67,12 @@ CANDIDATES = {
     "aec-long": ("aec", ["--recipe", "modern", "--init-from", "runs/accuracy/zoo-aec/last.msgpack"], 28, "aec"),
     # AEC without the sharpen convolution: 19,930 values, under the 20,000 of the zoo's "tiny"
     "aec-tiny": ("aec_nosharpen", ["--recipe", "modern"], 28, None),
+    # one more 20-epoch cycle each, with All-Age-Faces three times per epoch (ablation aec-aafx3 on the dev
+    # split). Fixed before any of their held-out rows were scored: each chain's end is what ships.
+    "aec-long2": ("aec", ["--recipe", "modern", "--db-repeat", "1,3", "--init-from",
+                          "runs/accuracy/zoo-aec-long/last.msgpack"], 20, "aec-long"),
+    "aec-tiny-long": ("aec_nosharpen", ["--recipe", "modern", "--db-repeat", "1,3", "--init-from",
+                                        "runs/accuracy/zoo-aec-tiny/last.msgpack"], 20, "aec-tiny"),
 }
 
 

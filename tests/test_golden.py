@@ -1,6 +1,7 @@
 """Golden parity: released Keras weights in our Flax models reproduce the original Keras outputs.
 
-Reads ../shared (or $AGECOMPACT_SHARED); skipped with a reason when it is absent.
+Reads ../shared (or $AGECOMPACT_SHARED); skipped with a reason when it is absent. Tolerances sit ~10x
+above what the ports reach on this CPU (ages <= 8.4e-5 years, heads <= 1e-6), so a regression shows.
 """
 
 import numpy as np
@@ -29,10 +30,10 @@ def test_ssrnet_matches_keras(weight_set, ssrnet_golden, shared_path):
     out = model.outputs(ssrnet_golden["inputs_bgr_uint8"])
     pred = model.predict(ssrnet_golden["inputs_bgr_uint8"])
     assert pred.dtype == np.float32 and pred.shape == (192,)
-    assert np.abs(pred - ssrnet_golden[f"{weight_set}/pred_a"][:, 0]).max() <= 0.01
+    assert np.abs(pred - ssrnet_golden[f"{weight_set}/pred_a"][:, 0]).max() <= 1e-3
     for head in STAGE_HEADS:
         ref = ssrnet_golden[f"{weight_set}/{head}"]
-        np.testing.assert_allclose(out[head].reshape(ref.shape), ref, atol=1e-4, rtol=0, err_msg=head)
+        np.testing.assert_allclose(out[head].reshape(ref.shape), ref, atol=1e-5, rtol=0, err_msg=head)
 
 
 def test_aec_matches_keras(shared_path):
@@ -41,11 +42,11 @@ def test_aec_matches_keras(shared_path):
     assert model.arch == "aec" and model.num_params == 20_014
     x = golden["inputs_bgr_uint8"]
     out = model.outputs(x)
-    assert np.abs(model.predict(x) - golden["pred_a"][:, 0]).max() <= 0.01
-    assert np.abs(out["pre_4"] - golden["pre_4"][:, 0]).max() <= 0.01
+    assert np.abs(model.predict(x) - golden["pred_a"][:, 0]).max() <= 1e-3
+    assert np.abs(out["pre_4"] - golden["pre_4"][:, 0]).max() <= 1e-3
     # dense_3 / dense_6 / dense_9 are the softmax outputs of the 20-, 4- and 1-year heads
     for ours, keras in (("probs_20y", "dense_3"), ("probs_4y", "dense_6"), ("probs_1y", "dense_9")):
-        np.testing.assert_allclose(out[ours], golden[keras], atol=1e-4, rtol=0, err_msg=ours)
+        np.testing.assert_allclose(out[ours], golden[keras], atol=1e-5, rtol=0, err_msg=ours)
 
 
 @pytest.mark.parametrize("stem,arch,total", [
@@ -58,10 +59,10 @@ def test_c3ae_matches_keras(stem, arch, total, shared_path):
     assert model.arch == arch and model.num_params == total
     x = golden["inputs_bgr_uint8"]  # the golden run fed the same crop to all three inputs
     out = model.outputs(x)
-    assert np.abs(model.predict(x) - golden["out0"][:, 0]).max() <= 0.01
-    np.testing.assert_allclose(out["distribution"], golden["out1"], atol=1e-4, rtol=0)
+    assert np.abs(model.predict(x) - golden["out0"][:, 0]).max() <= 1e-3
+    np.testing.assert_allclose(out["distribution"], golden["out1"], atol=1e-5, rtol=0)
     triple = model.predict(np.repeat(x[:8, None], 3, axis=1))
-    np.testing.assert_allclose(triple, golden["out0"][:8, 0], atol=0.01)
+    np.testing.assert_allclose(triple, golden["out0"][:8, 0], atol=1e-3)
 
 
 ALL_WEIGHTS = [

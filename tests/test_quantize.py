@@ -12,13 +12,14 @@ pytest.importorskip("onnxruntime")
 
 from agecompact.api import AgeModel  # noqa: E402
 from agecompact.errors import InputError, UsageError  # noqa: E402
+from agecompact.export.ort_session import open_session  # noqa: E402
 from agecompact.export.quantize import (  # noqa: E402
     build_int8,
     check_mode,
     load_calibration,
     synthetic_faces,
 )
-from agecompact.inference.onnx_engine import OnnxEngine, open_session  # noqa: E402
+from agecompact.inference.onnx_engine import OnnxEngine  # noqa: E402
 from agecompact.models.registry import MODELS, create_model  # noqa: E402
 from agecompact.weights.modelfile import ModelMeta  # noqa: E402
 

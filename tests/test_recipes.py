@@ -55,7 +55,7 @@ def test_cli_refuses_unknown_recipe_and_empty_db_name(cli, tmp_path):
 
 
 def test_warmup_ramps_the_rate_linearly_then_follows_the_schedule():
-    from agecompact.training.loop import lr_at
+    from agecompact.training.schedules import lr_at
 
     cfg = resolve(TrainConfig(db="x.npz", recipe="modern", epochs=10, lr=1e-3))
     steps = 100
@@ -161,7 +161,7 @@ def test_db_repeat_oversamples_training_rows_only(tmp_path, cli):
 
 
 def test_datasets_that_disagree_are_refused(tmp_path):
-    from agecompact.training.data import load_datasets
+    from agecompact.data.npz import load_datasets
 
     a = write_synthetic_npz(tmp_path / "a.npz", 40, seed=2, db="alpha", margin=0.2)
     b = write_synthetic_npz(tmp_path / "b.npz", 40, seed=3, db="beta", margin=0.4)

@@ -13,7 +13,7 @@ import pytest
 
 from agecompact.errors import InputError, UsageError
 from agecompact.training import config as C
-from agecompact.training.loop import lr_at, update_plateau
+from agecompact.training.schedules import lr_at, update_plateau
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_data_helpers import write_synthetic_npz  # noqa: E402
@@ -84,7 +84,8 @@ def test_schedules():
 
 # -- data --------------------------------------------------------------------------------------------
 def test_split_and_batches(tmp_path):
-    from agecompact.training.data import epoch_order, load_npz, make_split, train_batches
+    from agecompact.data.npz import load_npz
+    from agecompact.training.data import epoch_order, make_split, train_batches
 
     ds = load_npz(write_synthetic_npz(tmp_path / "a.npz", 100))
     s1 = make_split(ds, seed=3, val_fraction=None)
@@ -108,7 +109,7 @@ def test_split_and_batches(tmp_path):
 
 
 def test_bad_datasets(tmp_path):
-    from agecompact.training.data import load_npz
+    from agecompact.data.npz import load_npz
 
     np.savez(tmp_path / "noage.npz", image=np.zeros((2, 64, 64, 3), np.uint8))
     with pytest.raises(InputError, match="missing age"):
@@ -219,14 +220,14 @@ def test_init_from_copies_weights_and_checks_the_architecture(tmp_path):
 
     from agecompact.api import AgeModel
     from agecompact.models import create_model
-    from agecompact.training.loop import _init_model
+    from agecompact.training.setup import initial_model
     from agecompact.weights.modelfile import ModelMeta
 
     src = create_model("aec", seed=42)
     path = AgeModel(src, ModelMeta.for_arch("aec")).save(tmp_path / "aec.msgpack")
-    model = _init_model(C.TrainConfig(db="x", model="aec", seed=0, init_from=str(path)))
+    model = initial_model(C.TrainConfig(db="x", model="aec", seed=0, init_from=str(path)))
     for a, b in zip(jax.tree.leaves(AgeModel(src, ModelMeta.for_arch("aec")).state_dict()),
                     jax.tree.leaves(AgeModel(model, ModelMeta.for_arch("aec")).state_dict()), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(UsageError, match="do not fit"):
-        _init_model(C.TrainConfig(db="x", model="ssrnet", init_from=str(path)))
+        initial_model(C.TrainConfig(db="x", model="ssrnet", init_from=str(path)))

@@ -108,6 +108,7 @@ def build_rows(*, runs: list[Path], models: list[str], results: list[Path], prob
                ) -> list[dict[str, Any]]:
     from agecompact.api import AgeModel, load_model
     from agecompact.models.registry import create_model
+    from agecompact.runfolder import EVAL_DIR
     from agecompact.weights.modelfile import ModelMeta
 
     extra_results = read_eval_results(results)
@@ -119,7 +120,7 @@ def build_rows(*, runs: list[Path], models: list[str], results: list[Path], prob
         if not run.is_dir():
             raise InputError(f"run folder not found: {run}")
         model = load_model(run)
-        entries.append(("run", run.name, model, read_eval_results(sorted((run / "eval").glob("*.json"))), str(run)))
+        entries.append(("run", run.name, model, read_eval_results(sorted((run / EVAL_DIR).glob("*.json"))), str(run)))
     for source in models:
         model = load_model(source)
         mine = [r for r in extra_results if r["model"] in (model.name, source)]

@@ -124,8 +124,8 @@ def _eval_photos(model, db, split, root, labels, detector, detector_model, backe
     from agecompact.console import make_progress, print_json, stdout_console
     from agecompact.errors import UsageError
     from agecompact.evaluation import photos as P
-    from agecompact.evaluation.evaluate import is_run_folder
     from agecompact.fileio import atomic_write_json
+    from agecompact.runfolder import is_run_folder
 
     if labels is not None:
         if db is not None:

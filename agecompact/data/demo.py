@@ -170,7 +170,7 @@ def _plan(count: int, seed: int, db: str = "wiki", size_range: tuple[int, int] =
 def _render(row: _Row, seed: int) -> bytes:
     import cv2
 
-    from agecompact.data.faces_synth import random_identity, render_face
+    from agecompact.synthetic_faces import random_identity, render_face
 
     rng = np.random.default_rng([seed, 1, row.index])
     person = random_identity(rng, row.drawn_gender)

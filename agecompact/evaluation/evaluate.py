@@ -21,7 +21,6 @@ Gender models report ``{"mae", "accuracy", "count"}`` on the rows with a known g
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,25 +29,10 @@ from typing import Any
 import numpy as np
 
 from agecompact.errors import InputError, NotAvailableError, UsageError
+from agecompact.runfolder import EVAL_DIR, is_run_folder, read_split
 
 SPLITS = ("auto", "val", "test", "train", "all")
-EVAL_DIR = "eval"
 CHUNK = 8192  # images handed to the engine at a time, so memory stays bounded on large datasets
-
-
-def is_run_folder(source: str | Path) -> bool:
-    p = Path(source)
-    return p.is_dir() and (p / "config.json").is_file()
-
-
-def _run_split(run: Path) -> dict[str, Any]:
-    path = run / "split.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{run}: no split.json in this run folder") from None
-    except ValueError as e:
-        raise InputError(f"{path}: unreadable ({e})") from None
 
 
 def select_rows(ds, split: str, run: Path | None, usable: np.ndarray | None = None) -> tuple[str, np.ndarray]:
@@ -62,7 +46,7 @@ def select_rows(ds, split: str, run: Path | None, usable: np.ndarray | None = No
     if split == "all":
         return split, rows
     if split in ("val", "train") and run is not None:
-        saved = _run_split(run)
+        saved = read_split(run)
         info = saved.get("dataset", {})
         val = np.asarray(saved.get("val_indices", []), np.int64)
         part = _matching_part(info, ds)
@@ -125,9 +109,9 @@ def evaluate(model_source: str | Path, db: str | Path, *, split: str = "auto", b
     """Predict ``split`` of ``db`` with ``model_source`` and compute the metrics (see module docstring)."""
     from agecompact.api import load_model
     from agecompact.data.locate import resolve_npz
+    from agecompact.data.npz import load_npz
     from agecompact.evaluation.metrics import age_metrics, gender_metrics
     from agecompact.fileio import atomic_write_json
-    from agecompact.training.data import load_npz
 
     if batch_size < 1:
         raise UsageError("--batch-size must be >= 1")

@@ -42,8 +42,8 @@ class PhotoSet:
 
 def from_npz(db: str | Path, split: str, run: Path | None) -> PhotoSet:
     from agecompact.data.locate import resolve_npz
+    from agecompact.data.npz import load_npz
     from agecompact.evaluation.evaluate import select_rows
-    from agecompact.training.data import load_npz
 
     path = resolve_npz(db)
     ds = load_npz(path)

@@ -198,7 +198,7 @@ def max_differences(model, proto, images: np.ndarray) -> dict[str, float]:
     implementation. There ``pred`` is onnxruntime's age against the JAX merge of onnxruntime's own heads,
     and the heads are compared with JAX; ``pred_end_to_end`` keeps the plain difference for the record.
     """
-    from agecompact.inference.onnx_engine import open_session
+    from agecompact.export.ort_session import open_session
 
     session = open_session(proto.SerializeToString())
     x = np.asarray(images)

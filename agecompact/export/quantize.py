@@ -81,7 +81,7 @@ class Calibration:
 
 def synthetic_faces(n: int, size: int, seed: int = 0) -> np.ndarray:
     """``n`` seeded demo-generator faces, ages 1..90, as BGR uint8 (n, size, size, 3)."""
-    from agecompact.data.faces_synth import random_identity, render_face
+    from agecompact.synthetic_faces import random_identity, render_face
 
     rng = np.random.default_rng(seed)
     out = np.empty((n, size, size, 3), np.uint8)
@@ -244,7 +244,7 @@ def build_int8(model, calibration: Calibration, *, opset: int | None = None):
 def int8_check(model, proto, calibration: Calibration) -> dict:
     """|int8 - float| of the age (or gender score) over the calibration faces; refuses a broken graph."""
     from agecompact.export.onnx_export import INPUT_NAME, build_onnx
-    from agecompact.inference.onnx_engine import open_session
+    from agecompact.export.ort_session import open_session
 
     x = model_inputs(model, calibration.faces).astype(np.float32)
     float_session = open_session(build_onnx(model, input_dtype="float32").SerializeToString())
@@ -278,7 +278,7 @@ def int8_cache_candidates(model, fingerprint: str) -> list[Path]:
 def cached_int8_session(model, calibration: Calibration, threads: int = 1):
     """Open the valid cached int8 export of ``model`` or quantise (once) and cache it; (session, path)."""
     from agecompact.export.onnx_export import write_onnx
-    from agecompact.inference.onnx_engine import open_session
+    from agecompact.export.ort_session import open_session
 
     fingerprint = quantization_fingerprint(model, calibration)
     failure = None

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from agecompact.errors import AgecompactError, InputError, NotAvailableError, UsageError
+from agecompact.export.ort_session import open_session
 
 MICRO_BATCH_IMAGES = 8  # network inputs per call; a context model's face is three of them
 _ORT_DTYPES = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}
@@ -43,26 +44,6 @@ def physical_cores() -> int:
         except OSError:
             cores.add(("cpu", str(cpu)))
     return max(1, len(cores))
-
-
-def session_options(threads: int = 1):
-    """``threads`` intra-op threads, sequential execution, every graph optimisation (NCHWc layout, fusions)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # the graph is a chain: nothing to overlap
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3  # errors only: no optimizer chatter on stderr
-    return so
-
-
-def open_session(source: str | os.PathLike | bytes, threads: int = 1):
-    import onnxruntime as ort
-
-    data = source if isinstance(source, bytes) else str(source)
-    return ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def _fingerprint(session) -> str | None:

@@ -6,7 +6,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from agecompact.errors import UsageError
+from agecompact.errors import InputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,14 @@ def param_counts(model) -> dict[str, int]:
     trainable = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     stats = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
     return {"trainable": int(trainable), "non_trainable": int(stats), "total": int(trainable + stats)}
+
+
+def abstract_model(arch: str, arch_kwargs: dict[str, Any] | None = None, *, origin: str = "model file"):
+    """The network of ``arch`` with shapes only: no initialiser runs, nothing is compiled."""
+    from flax import nnx
+
+    kwargs = dict(arch_kwargs or {})
+    try:
+        return nnx.eval_shape(lambda: create_model(arch, **kwargs))
+    except TypeError as e:
+        raise InputError(f"{origin}: bad architecture options {kwargs}: {e}") from None

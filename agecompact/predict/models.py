@@ -65,7 +65,7 @@ def load_onnx_model(path: str | os.PathLike) -> OnnxFileModel:
         from agecompact.inference import ONNX_MISSING
 
         raise NotAvailableError(ONNX_MISSING)
-    from agecompact.inference.onnx_engine import open_session
+    from agecompact.export.ort_session import open_session
 
     try:
         session = open_session(path)

@@ -1,14 +1,8 @@
 """``train_and_evaluate(config, workdir)``: the training loop behind ``agecompact train``.
 
-A run folder holds::
-
-    config.json     the resolved configuration (re-runnable with --config)
-    env.json        package versions and devices
-    split.json      how the data was split (method, seed, counts, index hashes, validation indices)
-    metrics.jsonl   one JSON line per epoch; metrics.csv the same as a table
-    checkpoints/    orbax: the latest epoch (resume) and the best by validation MAE
-    best.msgpack    model file of the best epoch; last.msgpack the latest epoch
-    curves.png      training curves, written at the end
+It fills a run folder (its files: ``agecompact.runfolder``); schedules are in ``training.schedules``,
+the model and targets a run starts from in ``training.setup``. The ``Trainer`` stays one class of ~300
+lines: its steps (restore, compile, epoch, end of epoch, export) share the state they advance.
 
 Everything random derives from ``config.seed``: the initial weights, the split, each epoch's batch
 order, each batch's augmentation and each step's dropout key, so resuming from a checkpoint reproduces
@@ -22,118 +16,39 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agecompact.errors import AgecompactError, InputError, UsageError
-from agecompact.fileio import atomic_write_json, atomic_write_text
-from agecompact.training.config import TrainConfig, resolve, step_decay_epochs
+from agecompact.errors import AgecompactError, InputError
+from agecompact.fileio import atomic_write_json
+from agecompact.runfolder import (
+    BEST,
+    CHECKPOINTS,
+    CONFIG,
+    CURVES,
+    ENV,
+    LAST,
+    METRICS,
+    SPLIT,
+    EpochRecord,
+    clear_run,
+    read_records,
+    write_records,
+)
+from agecompact.training.config import TrainConfig, resolve
+from agecompact.training.schedules import lr_at, update_plateau
+from agecompact.training.setup import initial_model, training_targets
 
-CONFIG, ENV, SPLIT, METRICS, METRICS_CSV = "config.json", "env.json", "split.json", "metrics.jsonl", "metrics.csv"
-CHECKPOINTS, BEST, LAST, CURVES = "checkpoints", "best.msgpack", "last.msgpack", "curves.png"
-CSV_FIELDS = ("epoch", "step", "lr", "train_loss", "train_mae", "val_mae", "val_ca3", "val_ca5", "val_rmse",
-              "val_accuracy", "epoch_seconds", "images_per_second")
 # What --resume may change; anything else would make the resumed run a different run.
 RESUMABLE_OVERRIDES = ("epochs", "lr", "clip_norm")
 
 
 class TrainingDiverged(AgecompactError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    step: int
-    lr: float
-    train_loss: float
-    train_mae: float
-    val_mae: float
-    val_ca3: float | None
-    val_ca5: float | None
-    val_rmse: float | None
-    val_accuracy: float | None
-    epoch_seconds: float
-    images_per_second: float
-    terms: dict[str, float]
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-# --------------------------------------------------------------------------------------------------
-# learning-rate schedules (host side: the step takes the rate as an argument)
-# --------------------------------------------------------------------------------------------------
-def lr_at(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps: int, plateau_scale: float) -> float:
-    warm = (cfg.warmup_epochs or 0.0) * steps
-    t = epoch * steps + step_in_epoch
-    scale = min(1.0, (t + 1) / warm) if warm > 0 else 1.0
-    return scale * _scheduled_lr(cfg, epoch, step_in_epoch, steps, plateau_scale)
-
-
-def _scheduled_lr(cfg: TrainConfig, epoch: int, step_in_epoch: int, steps: int, plateau_scale: float) -> float:
-    if cfg.schedule == "step":
-        drops = sum(1 for e in step_decay_epochs(cfg) if epoch >= e)
-        return cfg.lr * cfg.decay_factor ** drops
-    if cfg.schedule == "cosine":
-        t = (epoch * steps + step_in_epoch) / max(cfg.epochs * steps, 1)
-        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * t))
-    if cfg.schedule == "plateau":
-        return cfg.lr * plateau_scale
-    return cfg.lr
-
-
-def update_plateau(cfg: TrainConfig, state: dict[str, Any], val_mae: float) -> dict[str, Any]:
-    """Keras ReduceLROnPlateau on validation MAE: x decay_factor after ``plateau_patience`` flat epochs."""
-    state = dict(state)
-    if val_mae < state["best"] - 1e-4:
-        state["best"], state["wait"] = val_mae, 0
-        return state
-    state["wait"] += 1
-    if state["wait"] >= cfg.plateau_patience:
-        state["scale"] = max(state["scale"] * cfg.decay_factor, cfg.min_lr / cfg.lr)
-        state["wait"] = 0
-    return state
-
-
-# --------------------------------------------------------------------------------------------------
-# run folder helpers
-# --------------------------------------------------------------------------------------------------
-def read_records(workdir: Path) -> list[dict[str, Any]]:
-    path = workdir / METRICS
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                break  # a torn last line from a kill: ignore it
-    return out
-
-
-def _write_records(workdir: Path, records: list[dict[str, Any]]) -> None:
-    atomic_write_text(workdir / METRICS, "".join(json.dumps(r) + "\n" for r in records))
-    rows = [",".join(CSV_FIELDS)]
-    for r in records:
-        rows.append(",".join("" if r.get(k) is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else str(r[k]))
-                             for k in CSV_FIELDS))
-    atomic_write_text(workdir / METRICS_CSV, "\n".join(rows) + "\n")
-
-
-def clear_run(workdir: Path) -> None:
-    """Remove what a previous run wrote into this folder (only our own files)."""
-    for name in (CONFIG, ENV, SPLIT, METRICS, METRICS_CSV, BEST, LAST, CURVES):
-        (workdir / name).unlink(missing_ok=True)
-    shutil.rmtree(workdir / CHECKPOINTS, ignore_errors=True)
 
 
 def load_run_config(workdir: Path) -> TrainConfig:
@@ -153,46 +68,6 @@ def _now() -> str:
 # --------------------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------------------
-def _targets(cfg: TrainConfig, ds, task: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Training targets and the rows usable for them (gender models need a known gender)."""
-    if task == "gender":
-        if ds.gender is None:
-            raise InputError(f"{ds.path}: a gender model needs a 'gender' column")
-        keep = (ds.gender == 0) | (ds.gender == 1)
-        return {"y": ds.gender.astype(np.float32)}, keep
-    return {"y": ds.age.astype(np.float32)}, None
-
-
-def _init_model(cfg: TrainConfig):
-    from flax import nnx
-
-    from agecompact.models.registry import create_model, get_spec
-
-    try:
-        model = create_model(cfg.model, seed=cfg.seed, **cfg.arch_kwargs)
-    except TypeError as e:
-        raise UsageError(f"bad arch_kwargs for {cfg.model}: {e}") from None
-    if cfg.init_from:
-        import jax
-
-        from agecompact.api import load_model
-
-        src = load_model(cfg.init_from)
-        filt = nnx.Any(nnx.Param, nnx.BatchStat)
-        want, have = nnx.state(model, filt), nnx.state(src.module, filt)
-        same = jax.tree.structure(want) == jax.tree.structure(have) and all(
-            a.shape == b.shape for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(have), strict=True))
-        if not same:
-            raise UsageError(f"--init-from {cfg.init_from}: its weights ({src.arch}) do not fit {cfg.model}")
-        nnx.update(model, have)
-    elif cfg.c3ae_anchor_init and get_spec(cfg.model).family == "c3ae":
-        from agecompact.models.c3ae import BIN_WIDTH, NUM_BINS
-
-        model.pred.kernel[...] = (BIN_WIDTH * np.arange(NUM_BINS, dtype=np.float32))[:, None]
-        model.pred.bias[...] = np.zeros((1,), np.float32)
-    return model
-
-
 def train_and_evaluate(config: TrainConfig, workdir: str | Path, *, resume: bool = False, quiet: bool = True,
                        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -261,7 +136,7 @@ class Trainer:
             raise InputError(f"{ds.path} holds context crops (N, 3, S, S, 3); {cfg.model} takes single crops")
         if ds.images.shape[-2] != 64:
             raise InputError(f"{ds.path}: images are {ds.images.shape[-2]} px; the models take 64x64")
-        self.targets, keep = _targets(cfg, ds, spec.task)
+        self.targets, keep = training_targets(cfg, ds, spec.task)
         self.split = split = repeat_parts(ds, make_split(ds, seed=cfg.seed, val_fraction=cfg.val_fraction,
                                                          keep=keep), cfg.db_repeat)
         if resume and (workdir / SPLIT).is_file():
@@ -277,7 +152,7 @@ class Trainer:
         self.spe = steps_per_epoch(len(split.train), cfg.batch_size)
         self.is_main = jax.process_index() == 0
 
-        model = _init_model(cfg)
+        model = initial_model(cfg)
         model.train()
         with S.bn_momentum_zero(model) if cfg.bn_momentum_warmup else contextlib.nullcontext() as momentum:
             self.graphdef, params, stats = S.split_model(model)
@@ -351,7 +226,7 @@ class Trainer:
             records = []
         self.records = [r for r in records if r.get("epoch", 1 << 30) <= self.start_epoch]
         if self.is_main:
-            _write_records(self.workdir, self.records)
+            write_records(self.workdir, self.records)
 
     def _compile(self) -> float:
         """Compile the train and eval steps once, ahead of the loop; a shape change then fails loudly."""
@@ -491,7 +366,7 @@ class Trainer:
             self.export(self.workdir / LAST, number, metrics)
             if improved:
                 self.export(self.workdir / BEST, number, metrics)
-            _write_records(self.workdir, self.records)
+            write_records(self.workdir, self.records)
         # The checkpoint commits the epoch, so it comes last: interrupted before it, a resume redoes this
         # epoch (deterministically) and rewrites the files above; after it, they are already complete.
         ckpts.save(number, self.state, loop, {"val_mae": val["val_mae"]})
@@ -532,7 +407,7 @@ class Trainer:
         finally:
             ckpts.close()  # finalise the in-flight save, whatever happened
             if self.is_main and self.records:
-                _plot_curves(self.workdir, self.records)
+                _plot_curves(self.workdir, self.records, self.say)
         last = self.records[-1] if self.records else {}
         return {
             "run": str(self.workdir),
@@ -559,10 +434,10 @@ def _none_if_inf(v: float) -> float | None:
     return None if math.isinf(v) else v
 
 
-def _plot_curves(workdir: Path, records: list[dict[str, Any]]) -> None:
+def _plot_curves(workdir: Path, records: list[dict[str, Any]], say: Callable[[str], None]) -> None:
     try:
         from agecompact.plotting import training_curves
 
         training_curves(records, workdir / CURVES)
-    except Exception:  # a plot must never turn a finished run into a failure
-        pass
+    except Exception as e:  # a plot must never turn a finished run into a failure, but it is said
+        say(f"warning: {CURVES} was not written ({type(e).__name__}: {e})")

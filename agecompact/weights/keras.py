@@ -140,7 +140,7 @@ def import_keras(path: str | os.PathLike, *, arch: str | None = None):
 
     The network is built from abstract shapes (no random initialisers) and filled from the file.
     """
-    from agecompact.api import abstract_model
+    from agecompact.models.registry import abstract_model
 
     path = Path(path)
     if not path.is_file():

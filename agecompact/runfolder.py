@@ -1,0 +1,103 @@
+"""A training run's folder: every file name in it and its per-epoch records, in one place.
+
+``agecompact train`` writes it (``training.loop``); ``load_model(run)``, ``eval`` (split, results) and
+``bench table`` (results) read it through these names, so a rename cannot leave a reader behind::
+
+    config.json     the resolved configuration (re-runnable with --config)
+    env.json        package versions and devices
+    split.json      how the data was split (method, seed, counts, index hashes, validation indices)
+    metrics.jsonl   one EpochRecord per line; metrics.csv the same as a table (its columns: the record's)
+    checkpoints/    orbax: the latest epoch (resume) and the best by validation MAE
+    best.msgpack    model file of the best epoch; last.msgpack the latest epoch
+    curves.png      training curves, written at the end
+    eval/           ``agecompact eval`` results, one JSON per dataset and split
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agecompact.errors import InputError
+from agecompact.fileio import atomic_write_text
+
+CONFIG, ENV, SPLIT, METRICS, METRICS_CSV = "config.json", "env.json", "split.json", "metrics.jsonl", "metrics.csv"
+CHECKPOINTS, BEST, LAST, CURVES, EVAL_DIR = "checkpoints", "best.msgpack", "last.msgpack", "curves.png", "eval"
+MODEL_FILES = (BEST, LAST)  # what loading a run folder as a model opens, first found wins
+
+
+@dataclass
+class EpochRecord:
+    """One line of ``metrics.jsonl``. ``epoch`` counts from 1, as on the console and in model headers."""
+
+    epoch: int
+    step: int
+    lr: float
+    train_loss: float
+    train_mae: float
+    val_mae: float
+    val_ca3: float | None
+    val_ca5: float | None
+    val_rmse: float | None
+    val_accuracy: float | None
+    epoch_seconds: float
+    images_per_second: float
+    terms: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# metrics.csv: the record's scalar fields, in order (the loss terms stay in the JSON lines)
+CSV_FIELDS = tuple(f.name for f in dataclasses.fields(EpochRecord) if f.name != "terms")
+
+
+def is_run_folder(source: str | Path) -> bool:
+    p = Path(source)
+    return p.is_dir() and (p / CONFIG).is_file()
+
+
+def read_split(run: Path) -> dict[str, Any]:
+    """``split.json`` of a run (``val_indices``, ``dataset`` with its parts, hashes)."""
+    path = run / SPLIT
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{run}: no {SPLIT} in this run folder") from None
+    except ValueError as e:
+        raise InputError(f"{path}: unreadable ({e})") from None
+
+
+def read_records(workdir: Path) -> list[dict[str, Any]]:
+    path = workdir / METRICS
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break  # a torn last line from a kill: ignore it
+    return out
+
+
+def write_records(workdir: Path, records: list[dict[str, Any]]) -> None:
+    atomic_write_text(workdir / METRICS, "".join(json.dumps(r) + "\n" for r in records))
+    rows = [",".join(CSV_FIELDS)]
+    for r in records:
+        rows.append(",".join("" if r.get(k) is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else str(r[k]))
+                             for k in CSV_FIELDS))
+    atomic_write_text(workdir / METRICS_CSV, "\n".join(rows) + "\n")
+
+
+def clear_run(workdir: Path) -> None:
+    """Remove what a previous run wrote into this folder (only our own files)."""
+    for name in (CONFIG, ENV, SPLIT, METRICS, METRICS_CSV, BEST, LAST, CURVES):
+        (workdir / name).unlink(missing_ok=True)
+    shutil.rmtree(workdir / CHECKPOINTS, ignore_errors=True)
