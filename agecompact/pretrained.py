@@ -26,6 +26,14 @@ class PretrainedWeights:
     shared_path: str  # the same file inside ../shared, used by tests and offline mirrors
     licence: str
     margin: float | None = None  # None: the architecture's default
+    # gender weights: Platt constants written into the converted model's header (ModelMeta.calibration),
+    # fitted by benchmarks/gender_calibration.py (its JSON records the data, the fit and the held-out check)
+    calibration: dict | None = None
+
+
+def _platt(a: float, b: float) -> dict:
+    """P(male) = sigmoid(a * clip(score, 0, 1) + b), from benchmarks/gender_calibration.py (results/gender_calibration.json)."""
+    return {"method": "platt", "a": a, "b": b, "fitted_on": "UTKFace split 0 (4,000 photos, YuNet + the model's crop)"}
 
 
 PRETRAINED: dict[str, PretrainedWeights] = {
@@ -50,13 +58,16 @@ PRETRAINED: dict[str, PretrainedWeights] = {
                           "weights/ssrnet_megaage/ssrnet_megaage_asian.h5", "Apache-2.0"),
         PretrainedWeights("ssrnet-gender-imdb", "ssrnet_gender", "imdb", f"{_SSR}/imdb_gender_models/{_SSR_FILE}",
                           "e295148efe9c282a27ebd69a64f6495b1b280728141047866ff81001089b1767", 326344,
-                          "weights/ssrnet/ssrnet_gender_imdb.h5", "Apache-2.0"),
+                          "weights/ssrnet/ssrnet_gender_imdb.h5", "Apache-2.0",
+                          calibration=_platt(2.3833, -0.9984)),
         PretrainedWeights("ssrnet-gender-wiki", "ssrnet_gender", "wiki", f"{_SSR}/wiki_gender_models/{_SSR_FILE}",
                           "2d15bfa72869526d1e2b80385157e34a55fb5a4b184bbac5ea56d623141d7e8c", 326344,
-                          "weights/ssrnet/ssrnet_gender_wiki.h5", "Apache-2.0"),
+                          "weights/ssrnet/ssrnet_gender_wiki.h5", "Apache-2.0",
+                          calibration=_platt(2.2748, -1.5568)),
         PretrainedWeights("ssrnet-gender-morph", "ssrnet_gender", "morph", f"{_SSR}/morph_gender_models/{_SSR_FILE}",
                           "da8f77eadb15653360bde466691eb77516e4c5e0ba5b603959b4c27aa86eeff5", 326344,
-                          "weights/ssrnet/ssrnet_gender_morph.h5", "Apache-2.0"),
+                          "weights/ssrnet/ssrnet_gender_morph.h5", "Apache-2.0",
+                          calibration=_platt(-2.5633, 0.8335)),  # a < 0: these weights score 1 for *female*
         PretrainedWeights("aec", "aec", "imdb-wiki",
                           "https://github.com/Soyuen/age_estimation_compact_model/raw/main/weights/weights.hdf5",
                           "59575d98cc2c9d6925d461f017b48fa076aa5d078cae039030fba4706d9ab57d", 187688,

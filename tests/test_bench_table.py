@@ -143,8 +143,10 @@ def test_bad_input(cli, args, code):
     assert "Traceback" not in result.stderr
 
 
-def test_gpu_timing_is_never_onnxruntime(cli):
-    result = cli("bench", "table", "--no-timing", "--device", "gpu", "--backend", "onnx")
+@pytest.mark.parametrize("name", ["onnx", "ort", "ONNXRuntime"])
+def test_gpu_timing_is_never_onnxruntime(cli, name):
+    """Also under an alias: the refusal compares the canonical backend name, not the string typed."""
+    result = cli("bench", "table", "--no-timing", "--device", "gpu", "--backend", name)
     assert result.exit_code == 2 and "onnxruntime backend runs on the CPU" in result.stderr
 
 

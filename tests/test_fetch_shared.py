@@ -76,3 +76,22 @@ def test_fetch_weights_wrong_file_fails_cleanly(cli, weights_server, shared_path
     assert result.exit_code == 1 and "sha256 mismatch" in result.stderr
     assert not (isolated_home / "weights" / "ssrnet-wiki.h5").exists()
     assert not (isolated_home / "models" / "ssrnet-wiki.msgpack").exists()
+
+
+def test_fetched_gender_weights_carry_their_calibration(cli, shared_path, isolated_home):
+    """The registry's Platt constants land in the converted header; a conversion without them is redone."""
+    import agecompact
+    from agecompact.pretrained import cached_model_path
+
+    name = "ssrnet-gender-wiki"
+    info = PRETRAINED[name]
+    assert info.calibration and info.calibration["method"] == "platt"
+    url = shared_path(info.shared_path).resolve().as_uri()
+    assert cli("fetch", name, "--url", url, "--quiet").exit_code == 0
+    model = agecompact.load_model(name)
+    assert model.meta.task == "gender" and model.meta.calibration == info.calibration
+    model.meta.calibration = {}  # as converted by an agecompact from before calibration existed
+    model.save(cached_model_path(name))
+    again = cli("fetch", name, "--url", url, "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["status"] == "downloaded"
+    assert agecompact.load_model(name).meta.calibration == info.calibration

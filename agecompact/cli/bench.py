@@ -89,7 +89,7 @@ def bench_table(
     from agecompact.bench.table import SpeedProbe, build_rows, render_markdown, render_rich, table_document
     from agecompact.console import print_json, stdout_console
     from agecompact.fileio import atomic_write_text
-    from agecompact.inference import resolve_backend
+    from agecompact.inference import backend_name, resolve_backend
 
     resolve_backend(backend)  # an unknown backend fails now, also with --no-timing
     from agecompact.export.quantize import check_mode
@@ -97,7 +97,7 @@ def bench_table(
     quantize = check_mode(quantize)
     if quantize is not None and (device is Device.gpu or resolve_backend(backend) != "onnx"):
         raise UsageError(f"--quantize {quantize} times onnxruntime on the CPU: use --backend onnx")
-    if device is Device.gpu and backend == "onnx":
+    if device is Device.gpu and backend_name(backend) == "onnx":
         raise UsageError("--device gpu times JAX; the onnxruntime backend runs on the CPU (use --device cpu)")
     info = _select_device(device)  # "auto" then means JAX on a GPU, onnxruntime on the CPU
     probe = None if no_timing else SpeedProbe(backend=backend, runs=timing_runs, large_batch=large_batch,

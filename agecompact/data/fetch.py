@@ -135,7 +135,8 @@ def _weights(source: Source, *, dest, url, force, quiet, published_sha256=None, 
     from agecompact.pretrained import PRETRAINED, cached_model_path
 
     model_path = cached_model_path(source.name)
-    if model_path.is_file() and not force:
+    info = PRETRAINED[source.name]
+    if model_path.is_file() and not force and _cached_calibration(model_path) == (info.calibration or {}):
         return _report(source, "present", model_path)
     h5 = source.weights_file(dest)
     if force or not h5.is_file() or sha256_of(h5) != source.sha256:
@@ -143,8 +144,8 @@ def _weights(source: Source, *, dest, url, force, quiet, published_sha256=None, 
                  label=f"{source.name} ({h5.name})")
     from agecompact.api import load_model
 
-    info = PRETRAINED[source.name]
     model = load_model(h5, arch=info.arch)
+    model.meta.calibration = dict(info.calibration or {})
     model.meta.name = source.name
     model.meta.dataset = info.dataset
     if info.margin is not None:
@@ -157,6 +158,16 @@ def _weights(source: Source, *, dest, url, force, quiet, published_sha256=None, 
     model.save(model_path)
     return _report(source, "downloaded", model_path, weights=str(h5), sha256=source.sha256,
                    num_params=model.num_params)
+
+
+def _cached_calibration(path: Path) -> dict | None:
+    """The calibration in an earlier conversion's header (None if unreadable): a changed one re-converts."""
+    from agecompact.weights.modelfile import read_header
+
+    try:
+        return read_header(path).calibration
+    except Exception:  # a damaged cache file is converted again
+        return None
 
 
 def _demo(source: Source, *, dest, force, quiet, count, seed, **_) -> dict:

@@ -106,6 +106,7 @@ def metadata(model, *, input_dtype: str, opset: int) -> dict[str, str]:
         "input_dtype": input_dtype,
         "dataset": meta.dataset or "",
         "source": json.dumps(meta.source, sort_keys=True, default=str),
+        "calibration": json.dumps(meta.calibration, sort_keys=True),
         "num_params": str(model.num_params),
         "agecompact_version": __version__,
         "exporter_version": str(EXPORTER_VERSION),

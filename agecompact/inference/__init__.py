@@ -106,11 +106,17 @@ def _accelerator() -> bool:
     return default_platform() != "cpu"
 
 
-def resolve_backend(backend: str = "auto") -> str:
-    """``"jax"`` or ``"onnx"``: what ``backend`` means on this machine."""
+def backend_name(backend: str = "auto") -> str:
+    """The canonical name (``auto``, ``jax`` or ``onnx``) of ``backend`` or an alias (``ort``, ``onnxruntime``)."""
     choice = _ALIASES.get(str(backend).lower(), str(backend).lower())
     if choice not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    return choice
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """``"jax"`` or ``"onnx"``: what ``backend`` means on this machine."""
+    choice = backend_name(backend)
     if choice == "auto":
         return "jax" if _accelerator() or not onnxruntime_available() else "onnx"
     if choice == "onnx" and not onnxruntime_available():

@@ -48,6 +48,7 @@ def _meta_from_onnx(props: dict[str, str], origin: str) -> ModelMeta:
             "color_order": props.get("color_order", "BGR"), "input_size": int(props.get("input_size", 64)),
             "crops": props.get("crops", "single"), "dataset": props.get("dataset") or None,
             "num_params": int(props["num_params"]) if props.get("num_params") else None,
+            "calibration": json.loads(props.get("calibration") or "{}"),
         }
         if props.get("pixel_range"):
             fields["pixel_range"] = tuple(json.loads(props["pixel_range"]))

@@ -30,10 +30,17 @@ class FaceResult:
     age_std: float | None = None  # spread of the model's own age distribution, years (predict.uncertainty)
 
 
-def male_probability(score: float) -> float:
-    """The gender model's output as P(male): SSR-Net's V = 1 regressor targets 0 (female) / 1 (male)
-    and can overshoot slightly, so it is clipped to [0, 1] (not otherwise calibrated)."""
-    return float(np.clip(score, 0.0, 1.0)) if np.isfinite(score) else float("nan")
+def male_probability(score: float, calibration: dict | None = None) -> float:
+    """The gender model's output as P(male). SSR-Net's V = 1 regressor targets 0 (female) / 1 (male) and
+    can overshoot, so the score is clipped to [0, 1]; a model whose header carries a Platt calibration
+    (``{"method": "platt", "a", "b"}``, fitted on labelled faces by benchmarks/gender_calibration.py) then
+    maps it through ``1 / (1 + exp(-(a * score + b)))``, a probability that matches observed frequencies."""
+    if not np.isfinite(score):
+        return float("nan")
+    s = float(np.clip(score, 0.0, 1.0))
+    if calibration and calibration.get("method") == "platt":
+        return float(1.0 / (1.0 + np.exp(-(float(calibration["a"]) * s + float(calibration["b"])))))
+    return s
 
 
 def batch_buckets(batch_size: int) -> tuple[int, ...]:
@@ -117,12 +124,13 @@ class Predictor:
         ages, spreads = self._outputs(self.age, images, faces)
         genders = self._outputs(self.gender, images, faces)[0] if self.gender is not None else None
         scored = getattr(self.detector, "scored", True) or getattr(self.detector, "reports_score", False)
+        calibration = self.gender.model.meta.calibration if self.gender is not None else None
         results: list[list[FaceResult]] = []
         k = 0
         for image_faces in faces:
             row = []
             for i, f in enumerate(image_faces):
-                g = male_probability(genders[k]) if genders is not None else None
+                g = male_probability(genders[k], calibration) if genders is not None else None
                 row.append(FaceResult(
                     index=i, box=tuple(float(v) for v in f.box), score=float(f.score) if scored else None,
                     age=float(ages[k]), gender=None if g is None else ("M" if g >= 0.5 else "F"), gender_score=g,

@@ -51,6 +51,9 @@ class ModelMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     num_params: int | None = None
+    # gender models: how the raw score maps to P(male), e.g. {"method": "platt", "a": .., "b": ..} (see
+    # agecompact.predict.pipeline.male_probability); empty: the score clipped to [0, 1]
+    calibration: dict[str, Any] = field(default_factory=dict)
     package_version: str = __version__
     created: str | None = None
 
