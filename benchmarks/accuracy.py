@@ -164,9 +164,21 @@ def _eval(model: Path, args: list[str]) -> dict:
     return json.loads(out.stdout)
 
 
-def evaluate() -> dict:
-    """Every finished run: dev validation (ablations) or held-out chips + detection (zoo candidates)."""
+def _detect_flip(row: dict, model: Path) -> None:
+    """The predict pipeline with flip test-time augmentation, on both held-out sets."""
+    for db, npz in (("utkface", DATA / "utkface.npz"), ("aaf", DATA / "aaf.npz")):
+        via = _eval(model, ["--db", npz, "--split", "test", "--photos", "--detector", "yunet",
+                            "--detector-model", YUNET, "--tta", "flip"])
+        row[f"{db}_detect_flip"] = via["metrics"] | {"detection_rate": via["detection"]["rate"]}
+
+
+def evaluate(detect_flip: list[str] | None = None) -> dict:
+    """Every finished run: dev validation (ablations) or held-out chips + detection (zoo candidates).
+    ``detect_flip`` names earlier zoo rows to which the flip-TTA detection columns are added."""
     results: dict = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    for name in detect_flip or []:
+        if name in results and "utkface_detect_flip" not in results[name]:
+            _detect_flip(results[name], RUNS / name / "last.msgpack")
     for run in sorted(RUNS.glob("*/")):
         if not (run / "last.msgpack").is_file():
             continue
@@ -197,6 +209,7 @@ def evaluate() -> dict:
                                    "--detector-model", YUNET])
                 row[f"{db}_detect"] = via["metrics"] | {"detection_rate": via["detection"]["rate"]}
                 row[f"{db}_chips_flip"] = _eval(last, ["--db", npz, "--split", "test", "--tta", "flip"])["metrics"]
+            _detect_flip(row, last)
         from agecompact.api import load_model
 
         row["params"] = load_model(last).num_params
@@ -222,6 +235,15 @@ def _chain_seconds(name: str, doc: dict) -> int:
     return doc[f"zoo-{name}"]["train_seconds"] + (_chain_seconds(parent, doc) if parent is not None else 0)
 
 
+def _chain_seconds_alone(name: str) -> int:
+    """An estimate of the chain's time on an unloaded CPU: each run's fastest epoch times its epochs
+    (the runs shared the CPU with other jobs for part of their time)."""
+    model, opts, epochs, parent = CANDIDATES[name]
+    records = [json.loads(ln) for ln in (RUNS / f"zoo-{name}" / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    own = min(r["epoch_seconds"] for r in records) * len(records)
+    return round(own) + (_chain_seconds_alone(parent) if parent is not None else 0)
+
+
 def ship(pairs: list[tuple[str, str]]) -> None:
     """Copy zoo runs' last epoch (``(name, model)`` -> runs/accuracy/zoo-<model>) into agecompact/zoo/ with
     their manifest entry (command, data, metrics)."""
@@ -239,7 +261,9 @@ def ship(pairs: list[tuple[str, str]]) -> None:
         cfg = json.loads((run / "config.json").read_text())
         model = load_model(run / "last.msgpack")
         model.meta.name = f"agecompact-{name}"
-        held_out = {k: row[k] for k in ("utkface_chips", "utkface_detect", "aaf_chips", "aaf_detect")}
+        held_out = {k: row[k] for k in ("utkface_chips", "utkface_detect", "aaf_chips", "aaf_detect",
+                                        "utkface_chips_flip", "aaf_chips_flip", "utkface_detect_flip",
+                                        "aaf_detect_flip") if k in row}
         model.meta.metrics = {k: round(v["mae"], 3) for k, v in held_out.items()}
         model.meta.source = {"type": "zoo", "name": name, "recipe": cfg["recipe"], "epochs": cfg["epochs"],
                              "seed": cfg["seed"], "datasets": ["utkface", "aaf"]}
@@ -257,7 +281,9 @@ def ship(pairs: list[tuple[str, str]]) -> None:
                 "exported": "last epoch (no epoch chosen on held-out rows)",
                 "train_rows": {"utkface": "split 0 of preprocess --holdout 0.1 (19,240 faces)",
                                "aaf": "image sets/train.txt (1,600 faces, YuNet crops with margin 0.1)"},
-                "wall_seconds": _chain_seconds(arch, doc), "images_per_second": row["images_per_second"],
+                "wall_seconds": _chain_seconds(arch, doc),
+                "wall_seconds_alone_estimate": _chain_seconds_alone(arch),
+                "images_per_second": row["images_per_second"],
                 "machine": "2-core x86-64 CPU, shared with other work",
             },
             "datasets": LICENCES,
@@ -281,8 +307,10 @@ def _pair(a: float | None, b: float | None) -> str:
     return _num(a) if b is None else f"{_num(a)} ({_num(b)})"
 
 
-def _found(m: dict | None) -> str:
-    return "—" if m is None else f"{m['mae']:.2f} ({m['detection_rate']:.1%})"
+def _found(m: dict | None, flip: dict | None = None) -> str:
+    if m is None:
+        return "—"
+    return f"{m['mae']:.2f}" + ("" if flip is None else f" / {flip['mae']:.2f}") + f" ({m['detection_rate']:.1%})"
 
 
 def _by_db(r: dict) -> str:
@@ -292,7 +320,7 @@ def _by_db(r: dict) -> str:
 
 def table(doc: dict) -> str:
     lines = ["| run | model | recipe | params | epochs | train time | dev val MAE (flip) | dev UTKFace / AAF | "
-             "UTKFace chips (flip) | UTKFace via YuNet (found) | AAF chips (flip) | AAF via YuNet (found) |",
+             "UTKFace chips (flip) | UTKFace via YuNet / flip (found) | AAF chips (flip) | AAF via YuNet / flip (found) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in doc.items():
         if name.startswith("_"):
@@ -303,8 +331,8 @@ def table(doc: dict) -> str:
         lines.append(f"| {name} | {r['model']} | {recipe} | {r['params']:,} | {r['epochs']} | "
                      f"{r['train_seconds'] / 60:.0f} min | {_pair(r.get('dev_val_mae_last'), r.get('dev_val_mae_flip'))} | "
                      f"{_by_db(r)} | {_pair(_mae(r.get('utkface_chips')), _mae(r.get('utkface_chips_flip')))} | "
-                     f"{_found(r.get('utkface_detect'))} | "
-                     f"{_pair(_mae(r.get('aaf_chips')), _mae(r.get('aaf_chips_flip')))} | {_found(r.get('aaf_detect'))} |")
+                     f"{_found(r.get('utkface_detect'), r.get('utkface_detect_flip'))} | "
+                     f"{_pair(_mae(r.get('aaf_chips')), _mae(r.get('aaf_chips_flip')))} | {_found(r.get('aaf_detect'), r.get('aaf_detect_flip'))} |")
     return "\n".join(lines)
 
 
@@ -313,6 +341,7 @@ def main() -> None:
     ap.add_argument("stage", choices=["prepare", "ablate", "zoo", "evaluate", "table", "ship", "all"])
     ap.add_argument("--epochs", type=int, default=10, help="ablation epochs")
     ap.add_argument("--only", nargs="*", help="ablation names to run")
+    ap.add_argument("--detect-flip", nargs="*", default=[], help="evaluate: zoo runs to add flip-TTA detection to")
     ap.add_argument("--zoo", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES), help="zoo candidates")
     ap.add_argument("--ship", nargs="*", default=["default:aec", "tiny:aec-tiny", "ssrnet-utk-aaf:ssrnet"],
                     help="zoo names to ship, as name:candidate")
@@ -324,7 +353,7 @@ def main() -> None:
     if a.stage in ("zoo", "all"):
         zoo(a.zoo)
     if a.stage in ("evaluate", "all"):
-        doc = evaluate()
+        doc = evaluate(a.detect_flip)
         print(table(doc))
     if a.stage == "ship":
         ship([tuple(c.split(":")) for c in a.ship])

@@ -20,7 +20,7 @@ from train_data_helpers import write_synthetic_npz  # noqa: E402
 # What was shipped (benchmarks/accuracy.py ship): a change to a zoo file must be deliberate.
 # "tiny" is AEC without its sharpen convolution: 19,674 trainable values + 256 BatchNorm statistics.
 PINNED = {
-    "default": {"sha256": "583fdede119bfbe418248627fe820d759b8936a022c0c70d178db82571da2199",
+    "default": {"sha256": "82ebdf65113a539ac25f600781804c16ecf97a75fcde12971f8efa8c9d131a89",
                 "arch": "aec", "num_params": 20014, "max_values": 50_000},
     "tiny": {"sha256": "fef1a29780c78e8e145479e18bf2282390e9c141e2663edda55f6d8c4e22f082",
                 "arch": "aec_nosharpen", "num_params": 19930, "max_values": 20_000},
