@@ -22,7 +22,7 @@ from train_data_helpers import write_synthetic_npz  # noqa: E402
 PINNED = {
     "default": {"sha256": "82ebdf65113a539ac25f600781804c16ecf97a75fcde12971f8efa8c9d131a89",
                 "arch": "aec", "num_params": 20014, "max_values": 50_000},
-    "tiny": {"sha256": "fef1a29780c78e8e145479e18bf2282390e9c141e2663edda55f6d8c4e22f082",
+    "tiny": {"sha256": "79e8b2fa2956481c33dd832a5aeb86f4fb1e1c5d98d7fecd1bd5869c5fad499d",
                 "arch": "aec_nosharpen", "num_params": 19930, "max_values": 20_000},
     "ssrnet-utk-aaf": {"sha256": "9359cad92ba4ce191a329a7df353cfc878ef6be5a8c58a9a40685d4383337437",
                 "arch": "ssrnet", "num_params": 40915, "max_values": 50_000},
