@@ -83,3 +83,11 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     from agecompact.console import _json_default
 
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def read_json_or_none(path: str | os.PathLike) -> Any:
+    """The JSON in ``path``, or None when it is missing, unreadable or not JSON (an optional sidecar)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None

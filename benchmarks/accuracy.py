@@ -11,11 +11,12 @@ Protocol (README "Accuracy"):
   exported (no epoch is selected on the held-out rows) and evaluated on the held-out rows, on the
   64x64 chips and through detection (YuNet on the original photo, the model's own crop, the largest
   face).
-* The shipped zoo models are the same command on every labelled face (``--val-fraction`` only to
-  satisfy the loop); the held-out numbers above are the ones reported for them.
+* The shipped zoo models are those runs' last epochs (a pair: two of them joined): they never saw the
+  held-out rows, so the held-out numbers are theirs.
 
-Stages (each skipped when its output exists, so the script resumes): ``prepare`` (preprocess),
-``ablate`` (short runs), ``zoo`` (long runs), ``evaluate`` (chips + detection, JSON), ``table``.
+Stages (each skipped when its output exists, so the script resumes; ``pair`` measures again): ``prepare`` (preprocess),
+``ablate`` (short runs), ``zoo`` (long runs), ``pair`` (two finished runs joined into one ``aec_pair`` file and
+measured), ``evaluate`` (chips + detection, JSON), ``table``, ``ship`` (into the package zoo).
 
     python benchmarks/accuracy.py all            # everything (hours on a 2-core CPU)
     python benchmarks/accuracy.py ablate --epochs 10
@@ -74,6 +75,12 @@ CANDIDATES = {
     "aec-tiny-long": ("aec_nosharpen", ["--recipe", "modern", "--db-repeat", "1,3", "--init-from",
                                         "runs/accuracy/zoo-aec-tiny/last.msgpack"], 20, "aec-tiny"),
 }
+
+
+# ensembles in one file (arch aec_pair): name -> the zoo candidates that are its members, in order. Decided
+# before any pair was scored, on the literature's evidence that averaging independent runs lowers the error;
+# the pair is reported whatever it scores.
+PAIRS = {"aec-pair": ("aec-long2", "aec-tiny-long")}
 
 
 def sh(cmd: list[str], log: Path | None = None) -> None:
@@ -158,6 +165,23 @@ def train_commands(name: str) -> list[str]:
                      f"--epochs {epochs} --seed 0 --out runs/accuracy/zoo-{name}"]
 
 
+def pair_commands(name: str) -> list[str]:
+    """Every member's commands (the data preparation once), then the assembly."""
+    out: list[str] = []
+    for m in PAIRS[name]:
+        out += [c for c in train_commands(m) if c not in out]
+    return out + [f"python benchmarks/accuracy.py pair --pair {name}"]
+
+
+def _shipped_training(name: str) -> dict | None:
+    """The manifest's training record of the zoo file shipped from candidate ``name``'s run, if any."""
+    manifest = json.loads((ZOO / "manifest.json").read_text())
+    for m in manifest.get("models", []):
+        if m["training"]["commands"][-1].endswith(f"--out runs/accuracy/zoo-{name}"):
+            return m["training"]
+    return None
+
+
 def _eval(model: Path, args: list[str]) -> dict:
     out = subprocess.run([*AC, "eval", "--model", str(model), *map(str, args), "--json"], cwd=ROOT, check=True,
                          capture_output=True, text=True)
@@ -172,6 +196,89 @@ def _detect_flip(row: dict, model: Path) -> None:
         row[f"{db}_detect_flip"] = via["metrics"] | {"detection_rate": via["detection"]["rate"]}
 
 
+def _held_out(row: dict, model: Path) -> None:
+    """Chips, detection and flip columns of ``model`` on both held-out sets, into ``row``."""
+    for db, npz in (("utkface", DATA / "utkface.npz"), ("aaf", DATA / "aaf.npz")):
+        chips = _eval(model, ["--db", npz, "--split", "test"])
+        row[f"{db}_chips"] = chips["metrics"]
+        via = _eval(model, ["--db", npz, "--split", "test", "--photos", "--detector", "yunet",
+                            "--detector-model", YUNET])
+        row[f"{db}_detect"] = via["metrics"] | {"detection_rate": via["detection"]["rate"]}
+        row[f"{db}_chips_flip"] = _eval(model, ["--db", npz, "--split", "test", "--tta", "flip"])["metrics"]
+    _detect_flip(row, model)
+
+
+def _member_file(name: str) -> Path:
+    """Candidate ``name``'s last epoch: its run, else the zoo file shipped from that run, else the member of a
+    shipped pair (the weights are the same arrays; only the header differs)."""
+    run = RUNS / f"zoo-{name}" / "last.msgpack"
+    if run.is_file():
+        return run
+    manifest = json.loads((ZOO / "manifest.json").read_text())
+    out = f"--out runs/accuracy/zoo-{name}"
+    for m in manifest.get("models", []):
+        if m["training"]["commands"][-1].endswith(out):
+            return ZOO / m["file"]
+    for m in manifest.get("models", []):
+        members = m["training"].get("members", [])
+        if name in members:
+            return _extract_member(ZOO / m["file"], members.index(name), RUNS / f"zoo-{name}")
+    raise SystemExit(f"error: no weights for {name}: run `python benchmarks/accuracy.py zoo --zoo {name}`")
+
+
+def _extract_member(pair_file: Path, index: int, run: Path) -> Path:
+    from agecompact.weights import modelfile
+
+    meta, state = modelfile.read(pair_file)
+    sharpen = meta.arch_kwargs.get("sharpen", (True, False))[index]
+    member = modelfile.ModelMeta.from_dict(meta.to_dict() | {"arch": "aec" if sharpen else "aec_nosharpen",
+                                                            "arch_kwargs": {}, "num_params": None})
+    run.mkdir(parents=True, exist_ok=True)
+    return modelfile.write(run / "last.msgpack", member, state["members"][str(index)])
+
+
+def pair(names: list[str]) -> dict:
+    """Join each pair's members into one ``aec_pair`` file (runs/accuracy/<pair>/last.msgpack) and measure it
+    on the held-out rows."""
+    from agecompact.models.aec import pair_state
+    from agecompact.weights import modelfile
+
+    results: dict = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    for name in names:
+        members = PAIRS[name]
+        read = [modelfile.read(_member_file(m)) for m in members]
+        metas = [meta for meta, _ in read]
+        if len({(m.margin, m.color_order, m.input_size) for m in metas}) != 1:
+            raise SystemExit(f"error: the members of {name} were not trained on the same crops")
+        sharpen = [m.arch == "aec" for m in metas]
+        meta = modelfile.ModelMeta.from_dict(metas[0].to_dict() | {"arch": "aec_pair", "num_params": None,
+                                                                   "arch_kwargs": {"sharpen": sharpen},
+                                                                   "metrics": {}})
+        run = RUNS / name
+        run.mkdir(parents=True, exist_ok=True)
+        path = modelfile.write(run / "last.msgpack", meta, pair_state([state for _, state in read]))
+        rows = [results[f"zoo-{m}"] for m in members]
+        row = {"model": "aec_pair", "recipe": rows[0]["recipe"], "members": list(members),
+               "epochs": sum(_chain_epochs(m) for m in members), "train_seconds": _chain_seconds(name, results),
+               "db": rows[0]["db"], "images_per_second": min(r["images_per_second"] for r in rows)}
+        _held_out(row, path)
+        from agecompact.api import load_model
+
+        row["params"] = load_model(path).num_params
+        results[name] = row
+        _write_results(results)
+    return results
+
+
+def _write_results(results: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    doc = results | {"_meta": {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average": os.getloadavg(),
+                                "protocol": __doc__.split("Stages")[0].strip()}}
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, RESULTS)
+
+
 def evaluate(detect_flip: list[str] | None = None) -> dict:
     """Every finished run: dev validation (ablations) or held-out chips + detection (zoo candidates).
     ``detect_flip`` names earlier zoo rows to which the flip-TTA detection columns are added."""
@@ -180,8 +287,8 @@ def evaluate(detect_flip: list[str] | None = None) -> dict:
         if name in results and "utkface_detect_flip" not in results[name]:
             _detect_flip(results[name], RUNS / name / "last.msgpack")
     for run in sorted(RUNS.glob("*/")):
-        if not (run / "last.msgpack").is_file():
-            continue
+        if not (run / "last.msgpack").is_file() or not (run / "config.json").is_file():
+            continue  # not a training run (a pair, or a member taken out of a shipped file)
         cfg = json.loads((run / "config.json").read_text())
         records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
         if len(records) < cfg["epochs"] or run.name in results:
@@ -202,42 +309,46 @@ def evaluate(detect_flip: list[str] | None = None) -> dict:
                     row[f"dev_val_mae_{tta}"] = sum(m["mae"] * m["count"] for m in parts.values()) / n
                     row[f"dev_val_mae_{tta}_by_db"] = {k: m["mae"] for k, m in parts.items()}
         else:
-            for db, npz in (("utkface", DATA / "utkface.npz"), ("aaf", DATA / "aaf.npz")):
-                chips = _eval(last, ["--db", npz, "--split", "test"])
-                row[f"{db}_chips"] = chips["metrics"]
-                via = _eval(last, ["--db", npz, "--split", "test", "--photos", "--detector", "yunet",
-                                   "--detector-model", YUNET])
-                row[f"{db}_detect"] = via["metrics"] | {"detection_rate": via["detection"]["rate"]}
-                row[f"{db}_chips_flip"] = _eval(last, ["--db", npz, "--split", "test", "--tta", "flip"])["metrics"]
-            _detect_flip(row, last)
+            _held_out(row, last)
         from agecompact.api import load_model
 
         row["params"] = load_model(last).num_params
         results[run.name] = row
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    doc = results | {"_meta": {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average": os.getloadavg(),
-                                "protocol": __doc__.split("Stages")[0].strip()}}
-    RESULTS.write_text(json.dumps(doc, indent=1))
-    return doc
+    _write_results(results)
+    return json.loads(RESULTS.read_text())
 
 
 ZOO = ROOT / "agecompact" / "zoo"
 LICENCES = {"utkface": "UTKFace: non-commercial research only (https://susanqq.github.io/UTKFace/)",
             "aaf": "All-Age-Faces: non-commercial research only (https://github.com/JingchunCheng/All-Age-Faces-Dataset)"}
-DESCRIPTIONS = {"default": "the most accurate agecompact model with <= 50,000 values",
+DESCRIPTIONS = {"default": ("the most accurate agecompact model with <= 50,000 values: two AEC networks (with and "
+                            "without the sharpen convolution) trained apart, outputs averaged (39,944)"),
                 "tiny": "the most accurate with <= 20,000 values: AEC without its sharpen convolution (19,930)",
                 "ssrnet-utk-aaf": "SSR-Net trained with the same data and recipe, for comparison"}
 
 
+def _chain_epochs(name: str) -> int:
+    """Epochs of candidate ``name`` including the runs it starts from."""
+    _, _, epochs, parent = CANDIDATES[name]
+    return epochs + (_chain_epochs(parent) if parent is not None else 0)
+
+
 def _chain_seconds(name: str, doc: dict) -> int:
-    """Training time of candidate ``name`` including the runs it starts from."""
+    """Training time of candidate ``name`` including the runs it starts from (of all members for a pair)."""
+    if name in PAIRS:
+        return sum(_chain_seconds(m, doc) for m in PAIRS[name])
     parent = CANDIDATES[name][3]
     return doc[f"zoo-{name}"]["train_seconds"] + (_chain_seconds(parent, doc) if parent is not None else 0)
 
 
 def _chain_seconds_alone(name: str) -> int:
     """An estimate of the chain's time on an unloaded CPU: each run's fastest epoch times its epochs
-    (the runs shared the CPU with other jobs for part of their time)."""
+    (the runs shared the CPU with other jobs for part of their time). Recorded in the manifest when shipped."""
+    if name in PAIRS:
+        return sum(_chain_seconds_alone(m) for m in PAIRS[name])
+    shipped = _shipped_training(name)
+    if shipped is not None and not (RUNS / f"zoo-{name}" / "metrics.jsonl").is_file():
+        return shipped["wall_seconds_alone_estimate"]
     model, opts, epochs, parent = CANDIDATES[name]
     records = [json.loads(ln) for ln in (RUNS / f"zoo-{name}" / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     own = min(r["epoch_seconds"] for r in records) * len(records)
@@ -256,9 +367,11 @@ def ship(pairs: list[tuple[str, str]]) -> None:
     manifest = json.loads((ZOO / "manifest.json").read_text())
     models = {m["name"]: m for m in manifest.get("models", [])}
     for name, arch in pairs:
-        run = RUNS / f"zoo-{arch}"
-        row = doc[run.name]
-        cfg = json.loads((run / "config.json").read_text())
+        members = PAIRS.get(arch)
+        run = RUNS / (arch if members else f"zoo-{arch}")
+        row = doc[arch if members else run.name]
+        cfg = {"recipe": row["recipe"], "epochs": row["epochs"], "seed": 0} if members else \
+            json.loads((run / "config.json").read_text())
         model = load_model(run / "last.msgpack")
         model.meta.name = f"agecompact-{name}"
         held_out = {k: row[k] for k in ("utkface_chips", "utkface_detect", "aaf_chips", "aaf_detect",
@@ -267,6 +380,8 @@ def ship(pairs: list[tuple[str, str]]) -> None:
         model.meta.metrics = {k: round(v["mae"], 3) for k, v in held_out.items()}
         model.meta.source = {"type": "zoo", "name": name, "recipe": cfg["recipe"], "epochs": cfg["epochs"],
                              "seed": cfg["seed"], "datasets": ["utkface", "aaf"]}
+        if members:
+            model.meta.source["members"] = list(members)
         out = ZOO / f"{name}.msgpack"
         model.save(out)
         data = out.read_bytes()
@@ -277,7 +392,8 @@ def ship(pairs: list[tuple[str, str]]) -> None:
             "margin": model.meta.margin, "color_order": model.meta.color_order,
             "probe_ages": [round(float(a), 4) for a in load_model(out).predict(probe_faces())],
             "training": {
-                "commands": train_commands(arch),
+                "commands": pair_commands(arch) if members else train_commands(arch),
+                "members": list(members or []),
                 "exported": "last epoch (no epoch chosen on held-out rows)",
                 "train_rows": {"utkface": "split 0 of preprocess --holdout 0.1 (19,240 faces)",
                                "aaf": "image sets/train.txt (1,600 faces, YuNet crops with margin 0.1)"},
@@ -338,11 +454,12 @@ def table(doc: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=["prepare", "ablate", "zoo", "evaluate", "table", "ship", "all"])
+    ap.add_argument("stage", choices=["prepare", "ablate", "zoo", "pair", "evaluate", "table", "ship", "all"])
     ap.add_argument("--epochs", type=int, default=10, help="ablation epochs")
     ap.add_argument("--only", nargs="*", help="ablation names to run")
     ap.add_argument("--detect-flip", nargs="*", default=[], help="evaluate: zoo runs to add flip-TTA detection to")
     ap.add_argument("--zoo", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES), help="zoo candidates")
+    ap.add_argument("--pair", nargs="*", default=list(PAIRS), choices=list(PAIRS), help="pairs to assemble")
     ap.add_argument("--ship", nargs="*", default=["default:aec", "tiny:aec-tiny", "ssrnet-utk-aaf:ssrnet"],
                     help="zoo names to ship, as name:candidate")
     a = ap.parse_args()
@@ -352,6 +469,8 @@ def main() -> None:
         ablate(a.epochs, a.only)
     if a.stage in ("zoo", "all"):
         zoo(a.zoo)
+    if a.stage in ("pair", "all"):
+        pair(a.pair)
     if a.stage in ("evaluate", "all"):
         doc = evaluate(a.detect_flip)
         print(table(doc))

@@ -34,9 +34,9 @@ REFERENCES = {"plain_jit_ssrnet_128": 170, "keras_tf_ssrnet_128": 770}
 
 
 def bench_step(model_name: str, batch: int, conv: str, max_seconds: float) -> dict:
-    """The training loop's own step (``agecompact.training.steps.benchmark_step``), traced with ``conv``."""
+    """The training loop's own step (``agecompact.bench.train_step.benchmark_step``), traced with ``conv``."""
+    from agecompact.bench.train_step import benchmark_step
     from agecompact.models import layers
-    from agecompact.training.steps import benchmark_step
 
     layers.set_conv_impl(conv)  # the implementation is fixed when the step is traced (in benchmark_step)
     try:

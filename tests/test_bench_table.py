@@ -183,3 +183,28 @@ def test_timing_stats_are_ordered():
     assert s["median_ms"] == pytest.approx(2.5)
     assert s["min_ms"] <= s["p10_ms"] <= s["median_ms"] <= s["p90_ms"] <= s["max_ms"]
     assert np.isclose(s["runs"], 4)
+
+
+def test_eval_then_bench_table_on_a_real_run(cli, tmp_path):
+    """The contract between `train`, `eval` and `bench table`: the MAE eval writes is the one the table reads,
+    from a run folder as the commands leave it (no hand-written result files)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from train_data_helpers import write_synthetic_npz
+
+    npz = write_synthetic_npz(tmp_path / "wiki.npz", 64, seed=3, db="wiki")
+    run = tmp_path / "run"
+    r = cli("train", "--db", str(npz), "--model", "aec", "--epochs", "1", "--batch-size", "16", "--out", str(run),
+            "--quiet")
+    assert r.exit_code == 0, r.output
+    r = cli("eval", "--model", str(run), "--db", str(npz), "--split", "val", "--json")
+    assert r.exit_code == 0, r.output
+    mae = json.loads(r.stdout)["metrics"]["mae"]
+    r = cli("bench", "table", "--runs", str(run), "--json", "--no-timing")
+    assert r.exit_code == 0, r.output
+    rows = [row for row in json.loads(r.stdout)["rows"] if row["kind"] == "run"]
+    assert len(rows) == 1 and rows[0]["arch"] == "aec"
+    assert rows[0]["measured"]["wiki_mae"] == pytest.approx(mae, abs=5e-3)
+    assert rows[0]["measured"]["imdb_mae"] is None

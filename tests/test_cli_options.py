@@ -91,3 +91,22 @@ def test_reflow_keeps_paragraphs_examples_and_bullets():
     assert reflow(text) == ("First line of a paragraph that goes on here.\n\nExample:\n\n"
                             "    agecompact fetch demo\n    agecompact fetch wiki\n\n"
                             "* one bullet continued\n* another")
+
+
+@pytest.mark.parametrize("command", [["predict", "x.jpg"], ["eval", "--model", "m"], ["bench", "table"],
+                                     ["serve"]])
+def test_backend_choices_are_the_same_everywhere(command):
+    """One normaliser for --backend: a bad name is the same one-line usage error in every command."""
+    out = subprocess.run([sys.executable, "-m", "agecompact", *command, "--backend", "bogus"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr == ("error: Invalid value for '--backend': 'bogus' is not one of auto, jax, onnx (or an "
+                          f"alias: onnxruntime, ort) (see `agecompact {command[0]}"
+                          f"{' table' if command[0] == 'bench' else ''} --help`)\n"), out.stderr
+
+
+def test_backend_aliases_are_normalised():
+    from agecompact.cli._choices import backend_option
+
+    assert backend_option("ORT") == backend_option("onnxruntime") == "onnx"
+    assert backend_option("jax") == "jax" and backend_option(None) is None

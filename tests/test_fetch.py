@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agecompact.data import download as dl
+from agecompact.fetch import download as dl
 
 # -- a local HTTP server -------------------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from agecompact.data import download as dl
 from agecompact.data import imdbwiki
+from agecompact.fetch import download as dl
 
 
 def one_error_line(result, code: int, needle: str) -> None:
@@ -157,7 +157,7 @@ def test_a_rejected_archive_is_deleted_and_the_next_fetch_downloads_afresh(cli, 
 
 
 def test_a_cached_archive_is_checked_against_its_source(cli, tmp_path, good_tar):
-    from agecompact.data.fetch import archive_record
+    from agecompact.fetch.fetcher import archive_record
 
     other = _tar_bytes({"wiki_crop/wiki.mat": _write_wiki(tmp_path / "o" / "wiki.mat", 5).read_bytes()})
     (tmp_path / "a.tar").write_bytes(good_tar)

@@ -16,10 +16,11 @@ PINNED_TOTALS = {
     "c3ae_full_se": 53_993,
     "aec": 20_014,
     "aec_nosharpen": 19_930,
+    "aec_pair": 39_944,  # aec + aec_nosharpen
 }
 PINNED_NON_TRAINABLE = {"ssrnet": 384, "ssrnet_gender": 384, "c3ae": 256, "c3ae_full": 256,
                         "c3ae_full_se": 256, "aec": 256,
-                        "aec_nosharpen": 256}
+                        "aec_nosharpen": 256, "aec_pair": 512}
 
 
 def test_every_registered_model_is_pinned():
@@ -136,3 +137,47 @@ def test_two_point_encoding():
     np.testing.assert_allclose(v[3, 3:5], [0.45, 0.55], rtol=1e-5)
     # the anchors' expectation recovers the age
     np.testing.assert_allclose(v @ (10.0 * np.arange(12)), [22.0, 0.0, 110.0, 35.5], rtol=1e-5)
+
+
+def test_aec_pair_is_the_mean_of_its_members():
+    """Every output of the pair is its members' mean; a pair state built from two trained files loads."""
+    from agecompact.api import model_from_state
+    from agecompact.models.aec import pair_state
+    from agecompact.weights.modelfile import ModelMeta
+
+    a, b = create_model("aec", seed=2), create_model("aec_nosharpen", seed=3)
+    keep = nnx.Any(nnx.Param, nnx.BatchStat)
+    state = pair_state([nnx.to_pure_dict(nnx.state(m, keep)) for m in (a, b)])
+    pair = model_from_state(ModelMeta.for_arch("aec_pair"), state)
+    pair.eval()
+    x = np.random.default_rng(1).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    got, oa, ob = pair(x), a(x), b(x)
+    assert set(got) == set(oa)
+    for k in got:
+        np.testing.assert_allclose(np.asarray(got[k]), (np.asarray(oa[k]) + np.asarray(ob[k])) / 2, rtol=1e-5,
+                                   atol=1e-5)
+    assert not np.allclose(np.asarray(oa["pred"]), np.asarray(ob["pred"]))  # the members differ
+
+
+def test_aec_pair_has_no_keras_counterpart():
+    from agecompact.errors import InputError
+    from agecompact.models.registry import keras_layer_map
+
+    with pytest.raises(InputError, match="no Keras counterpart"):
+        keras_layer_map("aec_pair", create_model("aec_pair"))
+
+
+def test_every_family_entry_resolves():
+    """The family registry's hooks name real functions, and every architecture's family has an entry."""
+    import importlib
+
+    from agecompact.models.families import FAMILIES, hook
+    from agecompact.training.config import RECIPES
+
+    assert {spec.family for spec in MODELS.values()} == set(FAMILIES) == set(RECIPES)
+    for family in FAMILIES.values():
+        refs = [family.loss, family.onnx_builder, family.age_std] + ([family.init_hook] if family.init_hook else [])
+        for ref in refs:
+            assert callable(hook(ref)), ref
+        assert callable(importlib.import_module(family.models).keras_layer_map)
+        assert RECIPES[family.name].epochs == family.recipe["epochs"]

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "agecompact"
 
 # lowest first; each line may use the lines above it
 LAYERS = [
-    "_version", "errors", "envinfo", "fieldtypes", "console", "fileio", "zoo", "paths", "runfolder",  # foundations
+    "_version", "errors", "choices", "envinfo", "fieldtypes", "console", "fileio", "zoo", "paths", "runfolder",  # foundations
     "synthetic_faces",  # the demo generator's faces (numpy only): demo data and int8 calibration
     "models",       # Flax definitions and their registry
     "weights",      # the model file format, Keras import
@@ -24,7 +24,8 @@ LAYERS = [
     "export",       # ONNX graphs, int8, opening onnxruntime sessions
     "inference",    # engines: JAX, onnxruntime, int8, flip TTA
     "faces",        # detection and crops
-    "data",         # datasets: fetch, filter, preprocess, the .npz reader
+    "data",         # datasets: filter, preprocess, the .npz reader, demo data
+    "fetch",        # sources, downloads, released weights and detectors into the cache
     "predict",      # photos -> faces -> ages
     "evaluation",   # metrics, eval on chips and through predict
     "plotting",

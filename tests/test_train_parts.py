@@ -215,6 +215,29 @@ def test_checkpoints_keep_latest_and_best(tmp_path):
         assert loop == {"epoch": 5} and np.array_equal(state["w"], np.full(3, 5.0))
 
 
+def test_checkpoints_keep_the_two_best(tmp_path):
+    import jax.numpy as jnp
+
+    from agecompact.training.checkpoint import RunCheckpoints
+
+    with RunCheckpoints(tmp_path / "ck", keep_best=2) as ck:
+        for step, mae in enumerate([10.0, 8.0, 9.0, 7.5, 12.0, 13.0]):
+            ck.save(step, {"w": jnp.full(3, float(step))}, {"epoch": step}, {"val_mae": mae})
+        ck.wait()
+        # the two lowest val_mae (steps 3 and 1) plus the latest
+        assert ck.all_steps() == [1, 3, 5] and ck.best_step() == 3 and ck.latest_step() == 5
+
+
+def test_a_torn_last_metrics_line_is_ignored(tmp_path):
+    """A kill mid-write leaves half a JSON line: the records before it are read, the fragment is dropped."""
+    from agecompact.runfolder import METRICS, read_records
+
+    (tmp_path / METRICS).write_text('{"epoch": 1, "val_mae": 9.5}\n{"epoch": 2, "val_mae": 8.1}\n{"epoch": 3, "va')
+    assert [r["epoch"] for r in read_records(tmp_path)] == [1, 2]
+    (tmp_path / METRICS).write_text('{"epoch": 1}\n\n{"epoch": 2}\n')
+    assert [r["epoch"] for r in read_records(tmp_path)] == [1, 2]
+
+
 def test_init_from_copies_weights_and_checks_the_architecture(tmp_path):
     import jax
 

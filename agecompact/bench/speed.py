@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-DTYPES = ("float32", "bfloat16")
-
 
 def _cast_state(state, dtype):
     import jax
@@ -38,7 +36,7 @@ def forward_speed(arch: str, batch: int, dtype: str, *, runs: int, max_seconds: 
 def train_step_speed(arch: str, batch: int, dtype: str, *, runs: int, max_seconds: float) -> dict[str, Any]:
     """One optimiser step of the training loop's own jitted step (loss, grads, Adam, BN statistics)."""
     from agecompact.bench.timing import time_call
-    from agecompact.training.steps import benchmark_step
+    from agecompact.bench.train_step import benchmark_step
 
     step = benchmark_step(arch, batch, dtype)
     stats = time_call(step, runs=runs, warmup=3, max_seconds=max_seconds)

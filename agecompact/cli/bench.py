@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
+from agecompact.choices import COMPUTE_DTYPES
 from agecompact.cli._app import app, handle_errors
+from agecompact.cli._choices import BACKEND_METAVAR, backend_option
 from agecompact.cli._command import App
 from agecompact.errors import UsageError
 
@@ -43,6 +45,8 @@ def bench_params(
                       f"{r['file_bytes']:,}", f"{r['file_kb']:.1f}", flops)
     stdout_console().print(table)
 
+DTYPE_METAVAR = "|".join(COMPUTE_DTYPES)
+
 
 class Device(StrEnum):
     cpu = "cpu"
@@ -72,7 +76,8 @@ def bench_table(
     models: Annotated[list[str] | None, typer.Option("--model", help="Other models to add (Keras .h5, model file, pretrained name).")] = None,
     results: Annotated[list[Path] | None, typer.Option("--results", help="Eval result JSON files for --model rows.")] = None,
     device: Annotated[Device | None, typer.Option(help="Where to time: cpu (onnxruntime when installed) or gpu (JAX).")] = None,
-    backend: Annotated[str, typer.Option(metavar="auto|jax|onnx", help="Inference backend for the timing: auto, jax or onnx.")] = "auto",
+    backend: Annotated[str, typer.Option(metavar=BACKEND_METAVAR, callback=backend_option,
+                                         help="Inference backend for the timing (ort / onnxruntime: onnx).")] = "auto",
     quantize: Annotated[str | None, typer.Option(
         "--quantize", metavar="int8", help="int8: time the statically quantised onnxruntime graph.")] = None,
     no_timing: Annotated[bool, typer.Option("--no-timing", help="Skip the speed columns.")] = False,
@@ -117,7 +122,7 @@ def bench_table(
 def bench_speed(
     models: Annotated[list[str] | None, typer.Option("--model", help="Architectures to time (default: all age models).")] = None,
     batch_sizes: Annotated[list[int] | None, typer.Option("--batch-size", min=1, help="Batch sizes (repeatable).")] = None,
-    dtypes: Annotated[list[str] | None, typer.Option("--dtype", metavar="float32|bfloat16", help="float32 and/or bfloat16.")] = None,
+    dtypes: Annotated[list[str] | None, typer.Option("--dtype", metavar=DTYPE_METAVAR, help="float32 and/or bfloat16.")] = None,
     what: Annotated[list[str] | None, typer.Option("--what", metavar="forward|train", help="forward and/or train (the optimiser step).")] = None,
     device: Annotated[Device | None, typer.Option(help="cpu or gpu (default: JAX's default device).")] = None,
     runs: Annotated[int, typer.Option(min=3, help="Timed runs per configuration (after warm-up).")] = 30,
@@ -127,7 +132,8 @@ def bench_speed(
     """Latency and throughput of the JAX forward pass and train step: warm-up excluded, median and spread."""
     from rich.table import Table
 
-    from agecompact.bench.speed import DTYPES, forward_speed, train_step_speed
+    from agecompact.bench.speed import forward_speed, train_step_speed
+    from agecompact.choices import COMPUTE_DTYPES as DTYPES
     from agecompact.console import make_progress, print_json, stdout_console
     from agecompact.models.registry import MODELS, get_spec
 

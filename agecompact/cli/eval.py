@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from agecompact.cli._app import app, handle_errors
+from agecompact.cli._choices import BACKEND_METAVAR, TTA, Detector, backend_option
 
 
 class SplitName(StrEnum):
@@ -17,24 +18,6 @@ class SplitName(StrEnum):
     test = "test"
     train = "train"
     all = "all"
-
-
-class Detector(StrEnum):
-    auto = "auto"
-    yunet = "yunet"
-    haar = "haar"
-    none = "none"
-
-
-class TTA(StrEnum):
-    none = "none"
-    flip = "flip"
-
-
-class Backend(StrEnum):
-    auto = "auto"
-    jax = "jax"
-    onnx = "onnx"
 
 
 @app.command("eval")
@@ -49,7 +32,8 @@ def eval_(
                                              "validation rows), test (split==1), train, all; auto = val for a "
                                              "run, else test if the dataset has a split, else all.")
                      ] = SplitName.auto,
-    backend: Annotated[Backend, typer.Option(case_sensitive=False, help="Inference engine.")] = Backend.auto,
+    backend: Annotated[str, typer.Option(metavar=BACKEND_METAVAR, callback=backend_option,
+                                         help="Inference engine (ort / onnxruntime: onnx).")] = "auto",
     quantize: Annotated[str | None, typer.Option(
         "--quantize", metavar="int8", help="int8: run the statically quantised graph on onnxruntime (built once per weights and cached "
         "beside the float export; see `agecompact export --quantize`).")] = None,
@@ -98,13 +82,13 @@ def eval_(
     if quantize is not None and (photos or root is not None or labels is not None):
         raise UsageError("--quantize applies to .npz evaluation, not to --photos")
     if photos or root is not None or labels is not None:
-        _eval_photos(model, db, split.value, root, labels, detector.value, detector_model, backend.value,
+        _eval_photos(model, db, split.value, root, labels, detector.value, detector_model, backend,
                      batch_size, json_out=json_out, out=out, quiet=quiet, tta=tta.value)
         return
     if db is None:
         raise UsageError("missing --db (a dataset name in data/ or a .npz path)")
     with make_progress(quiet=quiet or json_out, transient=True) as progress:
-        result = evaluate(model, db, split=split.value, backend=backend.value, batch_size=batch_size,
+        result = evaluate(model, db, split=split.value, backend=backend, batch_size=batch_size,
                           progress=progress, quantize=quantize, tta=tta.value)
     summary = result.summary
     if out is not None:

@@ -48,8 +48,8 @@ def fetch(
         agecompact fetch ssrnet-wiki --url https://mirror/ssrnet.h5 --sha256 HEX   # a different build, on purpose
     """
     from agecompact.console import print_json, stdout_console
-    from agecompact.data.sources import get_source, sources
     from agecompact.errors import UsageError
+    from agecompact.fetch.sources import get_source, sources
 
     if list_ or not names:
         rows = [_describe(s) for s in sources().values()] + _zoo_rows()
@@ -62,7 +62,7 @@ def fetch(
         return
     if url is not None and len(names) > 1:
         raise UsageError("--url needs exactly one NAME")
-    from agecompact.data.fetch import fetch as fetch_one
+    from agecompact.fetch.fetcher import fetch as fetch_one
     from agecompact.zoo import entries as zoo_entries
 
     shipped = [n for n in names if n in zoo_entries()]

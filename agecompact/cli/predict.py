@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from agecompact.cli._app import app, handle_errors
+from agecompact.cli._choices import BACKEND_METAVAR, TTA, Detector, backend_option
 
 SUMMARY_ROWS = 50
 
@@ -35,9 +36,9 @@ def predict(
         "frames in --out. Stop with q, Esc or Ctrl-C.", show_default=False)] = None,
     max_frames: Annotated[int, typer.Option(
         "--frames", min=0, help="Camera: stop after this many frames (0: until stopped).")] = 0,
-    detector: Annotated[str, typer.Option(metavar="auto|yunet|haar|none",
+    detector: Annotated[Detector, typer.Option(case_sensitive=False,
         help="auto (YuNet if its model is available, else Haar), yunet, haar, or none for "
-        "already-cropped faces.")] = "auto",
+        "already-cropped faces.")] = Detector.auto,
     detector_model: Annotated[Path | None, typer.Option(
         help="YuNet ONNX file (default: the one `agecompact fetch yunet` stores).")] = None,
     min_score: Annotated[float, typer.Option(
@@ -50,15 +51,15 @@ def predict(
         show_default="from the model")] = None,
     every: Annotated[int, typer.Option(min=1, help="Videos: estimate on every Nth frame.")] = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Faces per forward pass.")] = 64,
-    backend: Annotated[str, typer.Option(metavar="auto|jax|onnx",
+    backend: Annotated[str, typer.Option(metavar=BACKEND_METAVAR, callback=backend_option,
         help="Inference backend: auto (JAX on an accelerator, else onnxruntime if installed, else JAX), "
         "jax or onnx.")] = "auto",
     quantize: Annotated[str | None, typer.Option(
         "--quantize", metavar="int8", help="int8: run the statically quantised graph on onnxruntime (built once per weights and cached "
         "beside the float export; see `agecompact export --quantize`).")] = None,
-    tta: Annotated[str, typer.Option(metavar="none|flip",
+    tta: Annotated[TTA, typer.Option(case_sensitive=False,
         help="Test-time augmentation: flip = average each face with its mirror image (twice the compute).")
-    ] = "none",
+    ] = TTA.none,
     strict: Annotated[bool, typer.Option(
         help="Fail (exit 3) if any input is unreadable, or (exit 4) if any image has no face.")] = False,
     recursive: Annotated[bool, typer.Option(help="Search folders recursively.")] = True,
@@ -85,8 +86,7 @@ def predict(
     from agecompact.predict.camera import camera_index
     from agecompact.predict.inputs import discover
 
-    if detector not in ("auto", "yunet", "haar", "none"):
-        raise UsageError(f"unknown detector {detector!r}: choose auto, yunet, haar or none")
+    detector = str(detector)
     resolve_backend(backend)  # an unknown or unavailable backend fails here, before any work
     from agecompact.export.quantize import check_mode
     from agecompact.inference.tta import check_tta

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from agecompact.cli._app import app, handle_errors
+from agecompact.cli._choices import FaceDetector as Detector
 
 
 class Db(StrEnum):
@@ -23,12 +24,6 @@ class Method(StrEnum):
     ssrnet = "ssrnet"
     aec = "aec"
     detect = "detect"
-
-
-class Detector(StrEnum):
-    auto = "auto"
-    yunet = "yunet"
-    haar = "haar"
 
 
 @app.command()

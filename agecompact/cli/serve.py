@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from agecompact.cli._app import app, handle_errors
+from agecompact.cli._choices import BACKEND_METAVAR, Detector, backend_option
 
 SERVE_MISSING = "`agecompact serve` needs the serve extra: pip install 'agecompact[serve]'"
 
@@ -24,13 +25,13 @@ def serve(
         metavar="ADDRESS", help="Address to listen on; 0.0.0.0 makes the service reachable from other "
         "machines (it has no authentication).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")] = 8000,
-    detector: Annotated[Literal["auto", "yunet", "haar", "none"], typer.Option(
+    detector: Annotated[Detector, typer.Option(case_sensitive=False,
         help="auto (YuNet if its model is available, else Haar), yunet, haar, or none for "
-        "already-cropped faces.")] = "auto",
+        "already-cropped faces.")] = Detector.auto,
     detector_model: Annotated[Path | None, typer.Option(
         help="YuNet ONNX file (default: the one `agecompact fetch yunet` stores).")] = None,
     min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Minimum YuNet detection score.")] = 0.8,
-    backend: Annotated[Literal["auto", "jax", "onnx"], typer.Option(
+    backend: Annotated[str, typer.Option(metavar=BACKEND_METAVAR, callback=backend_option,
         help="Inference backend: auto (JAX on an accelerator, else onnxruntime if installed, else JAX), "
         "jax or onnx.")] = "auto",
     max_upload_mb: Annotated[float, typer.Option(

@@ -12,18 +12,9 @@ from typing import Annotated
 import typer
 
 from agecompact.cli._app import app, fail, handle_errors
+from agecompact.cli._choices import ArchName
 
 RUNS_DIR = Path("runs")
-
-
-class ModelName(StrEnum):
-    ssrnet = "ssrnet"
-    ssrnet_gender = "ssrnet_gender"
-    c3ae = "c3ae"
-    c3ae_full = "c3ae_full"
-    c3ae_full_se = "c3ae_full_se"
-    aec = "aec"
-    aec_nosharpen = "aec_nosharpen"
 
 
 class RecipeName(StrEnum):
@@ -146,7 +137,7 @@ def train(
                                                       "recipe (default); modern: AdamW, warm-up + cosine, weight "
                                                       "EMA, colour jitter and random erasing.",
                                                       show_default=False)] = None,
-    model: Annotated[ModelName | None, typer.Option(case_sensitive=False, help="Architecture (default: ssrnet).",
+    model: Annotated[ArchName | None, typer.Option(case_sensitive=False, help="Architecture (default: ssrnet).",
                                                      show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the model's recipe: 90 SSR-Net/AEC, "
                                                               "160 C3AE).", show_default=False)] = None,

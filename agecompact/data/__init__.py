@@ -1,1 +1,1 @@
-"""Datasets: fetching, filtering, preprocessing into the 64x64 BGR uint8 ``.npz`` schema, and loading."""
+"""Datasets: filtering, preprocessing into the 64x64 BGR uint8 ``.npz`` schema, and loading."""

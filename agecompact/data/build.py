@@ -6,7 +6,6 @@ training crops had (see ``MARGINS``), so a model trained on these crops is fed t
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from agecompact.data.locate import filtered_csv_path, npz_path
 from agecompact.data.samples import Samples
 from agecompact.data.transforms import AecCrop, DetectCrop, PlainResize
 from agecompact.errors import InputError, UsageError
-from agecompact.fileio import check_replaceable
+from agecompact.fileio import check_replaceable, read_json_or_none
 
 DATASETS = ("imdb", "wiki", "megaage", "utkface", "aaf")
 METHODS = ("ssrnet", "aec", "detect")
@@ -68,7 +67,7 @@ def imdbwiki_samples(db: str, *, root: str | os.PathLike | None, csv: str | os.P
     from agecompact.console import log
 
     csv_path = Path(csv) if csv is not None else filtered_csv_path(db)
-    info = _read_json(imdbwiki.filter_sidecar(csv_path))
+    info = read_json_or_none(imdbwiki.filter_sidecar(csv_path))
     recorded = info.get("image_root") if info else None
     image_root = None
     if csv_path.is_file():
@@ -184,10 +183,3 @@ def holdout_split(paths: list[str], fraction: float) -> np.ndarray:
         h = int(hashlib.sha256(Path(p).name.encode("utf-8", "surrogateescape")).hexdigest()[:8], 16)
         out[i] = h / 2**32 < fraction
     return out
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

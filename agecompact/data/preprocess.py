@@ -26,7 +26,7 @@ from agecompact.data import transforms as T
 from agecompact.data.locate import sidecar_path
 from agecompact.data.npzwriter import ScratchImages, write_npz
 from agecompact.data.samples import GENDER_CONVENTION, Samples
-from agecompact.fileio import atomic_path, atomic_write_json
+from agecompact.fileio import atomic_path, atomic_write_json, read_json_or_none
 
 FORMAT = "agecompact-dataset"
 FORMAT_VERSION = 1
@@ -71,7 +71,7 @@ def run(samples: Samples, transform, out: str | os.PathLike, *, img_size: int = 
 
     if restart and partial.exists():
         shutil.rmtree(partial)
-    plan = _read_json(partial / "plan.json")
+    plan = read_json_or_none(partial / "plan.json")
     resuming = plan is not None and plan.get("fingerprint") == fingerprint and plan.get("n") == n \
         and (partial / "images.npy").is_file() and (partial / "status.u8").is_file() \
         and (partial / "status.u8").stat().st_size == n
@@ -80,7 +80,7 @@ def run(samples: Samples, transform, out: str | os.PathLike, *, img_size: int = 
             _log(f"discarding the unfinished run in {partial}: its inputs or settings differ", quiet)
         shutil.rmtree(partial)
     if not resuming and not restart:
-        existing = _read_json(sidecar_path(out))
+        existing = read_json_or_none(sidecar_path(out))
         if existing and existing.get("fingerprint") == fingerprint and out.is_file():
             existing["status"] = "up to date"
             return existing
@@ -226,10 +226,3 @@ def run(samples: Samples, transform, out: str | os.PathLike, *, img_size: int = 
     shutil.rmtree(partial, ignore_errors=True)
     meta["status"] = "written"
     return meta
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

@@ -126,12 +126,11 @@ def build_onnx(model, *, input_dtype: str = "uint8", opset: int = DEFAULT_OPSET,
     onnx = require_onnx()
     from onnx import TensorProto, helper
 
-    from agecompact.export import aec, c3ae, ssrnet
     from agecompact.export.graph import GraphBuilder
-    from agecompact.models.registry import get_spec
+    from agecompact.models.families import hook
+    from agecompact.models.registry import family_of
 
-    builders = {"ssrnet": ssrnet.build, "c3ae": c3ae.build, "aec": aec.build}
-    family = get_spec(model.arch).family
+    build_family = hook(family_of(model.arch).onnx_builder)
     size = model.meta.input_size
     context = model.meta.crops == "context"
     elem = TensorProto.UINT8 if input_dtype == "uint8" else TensorProto.FLOAT
@@ -143,7 +142,7 @@ def build_onnx(model, *, input_dtype: str = "uint8", opset: int = DEFAULT_OPSET,
     x = g.op("Transpose", [x], perm=[0, 3, 1, 2])  # the only layout change: NHWC -> NCHW, once
     if input_dtype == "uint8":
         x = g.op("Cast", [x], to=TensorProto.FLOAT)
-    output_names = builders[family](g, x, model.state_dict(), model.module)
+    output_names = build_family(g, x, model.state_dict(), model.module)
 
     shapes = _output_shapes(model)
     if set(output_names) != set(shapes):

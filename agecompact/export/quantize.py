@@ -36,9 +36,6 @@ MODES = ("int8",)
 CALIBRATION_FACES = 256
 DEFAULT_CALIBRATION = "default"  # the synthetic demo faces
 INT8_OPS = ("Conv", "Relu", "MaxPool", "AveragePool", "Sigmoid")
-# per family, convolutions (by their weight's name prefix) that stay float32: AEC's first conv sharpens raw
-# pixels into an unbounded map (int8 there moved UTKFace MAE by +1.2 years, +0.2 with it in float)
-FLOAT_CONVS: dict[str, tuple[str, ...]] = {"aec": ("sharpen",)}  # its unnormalised sharpening output
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # A quantised graph whose ages move by more than this on average over the calibration faces is refused
 # (years, or a tenth of the mean |age| if larger, for untrained models; gender scores: a 30th of it).
@@ -199,9 +196,9 @@ def build_int8(model, calibration: Calibration, *, opset: int | None = None):
     opset = DEFAULT_OPSET if opset is None else int(opset)
     float_proto = build_onnx(model, input_dtype="float32", opset=opset, quantizable=True)
     x = model_inputs(model, calibration.faces).astype(np.float32)
-    from agecompact.models.registry import get_spec
+    from agecompact.models.registry import family_of
 
-    keep = FLOAT_CONVS.get(get_spec(model.arch).family, ())
+    keep = family_of(model.arch).float_convs  # convolutions that stay float32, by weight-name prefix
     exclude = [n.name for n in float_proto.graph.node
                if n.op_type == "Conv" and len(n.input) > 1 and n.input[1].startswith(keep or ("\0",))]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agecompact.choices import DETECTORS
 from agecompact.errors import InputError, UsageError
 from agecompact.paths import cache_home
 
@@ -142,4 +143,4 @@ def create_detector(kind: str = "auto", *, model_path: str | os.PathLike | None 
         if path.is_file():
             return YuNetDetector(path, score_threshold=score_threshold)
         return HaarDetector()
-    raise UsageError(f"unknown detector {kind!r}: choose auto, yunet, haar or none")
+    raise UsageError(f"unknown detector {kind!r}: choose one of: {', '.join(DETECTORS)}")

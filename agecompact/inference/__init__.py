@@ -54,10 +54,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from agecompact.choices import BACKEND_ALIASES as _ALIASES
+from agecompact.choices import BACKENDS
 from agecompact.errors import NotAvailableError, UsageError
 
-BACKENDS = ("auto", "jax", "onnx")
-_ALIASES = {"onnxruntime": "onnx", "ort": "onnx"}
 ONNX_MISSING = "the onnx backend needs onnxruntime: pip install 'agecompact[onnx]'"
 
 

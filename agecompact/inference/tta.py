@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from agecompact.choices import TTA_MODES
 from agecompact.errors import UsageError
-
-TTA_MODES = ("none", "flip")
 
 
 def check_tta(mode: str | None) -> str:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from agecompact.errors import InputError
 from agecompact.models.layers import Conv2D, Dense, avg_pool, batch_norm, flatten, he_uniform, to_float
 
 
@@ -95,7 +96,40 @@ def aec_nosharpen(*, rngs: nnx.Rngs, **kwargs) -> AEC:
     return AEC(rngs=rngs, **{"sharpen": False, **kwargs})
 
 
+class AECPair(nnx.Module):
+    """Two AEC networks whose outputs are averaged: an ensemble inside one model file.
+
+    The members are trained on their own (independent runs decorrelate their errors) and joined with
+    ``pair_state``; training ``aec_pair`` directly fits the average with AEC's loss. Every output is the
+    members' mean, so ``pred`` is also the mean of their ages (the decoding is linear in the bins) and the
+    bins are the mixture of their distributions. ``sharpen`` gives each member's front convolution.
+    """
+
+    def __init__(self, *, sharpen: Sequence[bool] = (True, False), rngs: nnx.Rngs, **member_kwargs):
+        self.members = nnx.List([AEC(sharpen=bool(s), rngs=rngs, **member_kwargs) for s in sharpen])
+        if len(self.members) < 2:
+            raise TypeError("an AEC pair needs at least two members")
+        self.block_sizes = self.members[0].block_sizes
+        self.bin0_quirk = self.members[0].bin0_quirk
+
+    def __call__(self, images: jax.Array, *, rngs=None) -> dict[str, jax.Array]:
+        outs = [m(images, rngs=rngs) for m in self.members]
+        return {k: sum(o[k] for o in outs) / len(outs) for k in outs[0]}
+
+
+def aec_pair(*, rngs: nnx.Rngs, **kwargs) -> AECPair:
+    """AEC and AEC-without-sharpen averaged (39,944 values): the zoo's ``default`` architecture."""
+    return AECPair(rngs=rngs, **kwargs)
+
+
+def pair_state(states: Sequence[dict]) -> dict:
+    """The ``aec_pair`` state (nested arrays, as model files hold them) of trained AEC members, in order."""
+    return {"members": {str(i): s for i, s in enumerate(states)}}
+
+
 def keras_layer_map(model: AEC) -> dict[str, str]:
+    if isinstance(model, AECPair):
+        raise InputError("aec_pair has no Keras counterpart: import its members as aec / aec_nosharpen")
     m = {"conv2d_1": "sharpen", "conv2d_10": "reduce"}
     for i in range(len(model.convs)):
         m[f"conv2d_{i + 2}"] = f"convs.{i}"

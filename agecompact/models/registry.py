@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agecompact.errors import InputError, UsageError
+from agecompact.models.families import Family, get_family
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ MODELS: dict[str, ModelSpec] = {
                   "AEC compact model (bin-0 decoding quirk on, as released)", margin=0.0),
         ModelSpec("aec_nosharpen", "agecompact.models.aec:aec_nosharpen", "aec", 19_930,
                   "AEC without its sharpen convolution (under 20,000 values)", margin=0.0),
+        ModelSpec("aec_pair", "agecompact.models.aec:aec_pair", "aec", 39_944,
+                  "AEC and AEC without sharpen, outputs averaged (an ensemble in one file)", margin=0.0),
     ]
 }
 
@@ -69,9 +72,13 @@ def create_model(name: str, *, seed: int = 0, **kwargs):
     return model
 
 
+def family_of(arch: str) -> Family:
+    """The family entry (models/families.py) of a registered architecture."""
+    return get_family(get_spec(arch).family)
+
+
 def keras_layer_map(name: str, model) -> dict[str, str]:
-    module = importlib.import_module(_factory(get_spec(name)).__module__)
-    return module.keras_layer_map(model)
+    return importlib.import_module(family_of(name).models).keras_layer_map(model)
 
 
 def param_counts(model) -> dict[str, int]:

@@ -64,20 +64,25 @@ def ssrnet_std(outputs: dict[str, np.ndarray], arch_kwargs: dict[str, Any], *, v
     return np.sqrt(var)
 
 
+def c3ae_spread(outputs: dict[str, np.ndarray], meta) -> np.ndarray:
+    return c3ae_std(outputs)
+
+
+def aec_spread(outputs: dict[str, np.ndarray], meta) -> np.ndarray:
+    return aec_std(outputs)
+
+
+def ssrnet_spread(outputs: dict[str, np.ndarray], meta) -> np.ndarray:
+    return ssrnet_std(outputs, meta.arch_kwargs, v_default=1.0 if meta.arch == "ssrnet_gender" else 101.0)
+
+
 def age_std(meta, outputs: dict[str, np.ndarray]) -> np.ndarray | None:
     """Per-face spread in years (see the module docstring), or None when the outputs lack what it needs."""
-    from agecompact.models.registry import get_spec
+    from agecompact.models.families import hook
+    from agecompact.models.registry import family_of
 
-    family = get_spec(meta.arch).family
     try:
-        if family == "c3ae":
-            out = c3ae_std(outputs)
-        elif family == "aec":
-            out = aec_std(outputs)
-        elif family == "ssrnet":
-            out = ssrnet_std(outputs, meta.arch_kwargs, v_default=1.0 if meta.arch == "ssrnet_gender" else 101.0)
-        else:
-            return None
+        out = hook(family_of(meta.arch).age_std)(outputs, meta)
     except KeyError:
         return None
     return np.asarray(out, np.float32)

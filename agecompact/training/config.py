@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agecompact.choices import COMPUTE_DTYPES
 from agecompact.errors import InputError, UsageError
 from agecompact.fieldtypes import typed_fields
+from agecompact.models.families import FAMILIES
 
 SCHEDULES = ("step", "constant", "cosine", "plateau")
 RECIPE_NAMES = ("paper", "modern")
 OPTIMIZERS = ("adam", "adamw")
 AUGMENT_POLICIES = ("ssrnet", "strong")
 SHEAR_UNITS = ("radians", "degrees")
-COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclass
@@ -104,15 +105,8 @@ class Recipe:
     note: str
 
 
-# SSR-Net: Keras Adam() defaults (lr 1e-3, eps 1e-8, Keras 2.0), L1, x0.1 at epochs 30 and 60 of 90,
-# batch 128 on IMDB and 50 elsewhere. AEC: the same callback and batches, Keras 2.3 Adam (eps 1e-7).
-# C3AE: Adam lr 0.002, batch 50; the 2019 C3 build ran 160 epochs with ReduceLROnPlateau (x0.1, patience
-# 10, floor 1e-5), which is the choice made here (TP used 100 epochs, C3's HEAD 250 without decay).
-RECIPES: dict[str, Recipe] = {
-    "ssrnet": Recipe(90, 1e-3, "step", 1e-8, 128, 50, "radians", "SSR-Net code: Adam 1e-3, x0.1 @30,60"),
-    "aec": Recipe(90, 1e-3, "step", 1e-7, 128, 50, "degrees", "AEC: as SSR-Net, Keras 2.3 Adam eps"),
-    "c3ae": Recipe(160, 2e-3, "plateau", 1e-7, 50, 50, "radians", "C3AE (C3 2019): Adam 2e-3, plateau x0.1"),
-}
+# the published settings of each family, from its entry in models/families.py (the one place to change them)
+RECIPES: dict[str, Recipe] = {name: Recipe(**f.recipe) for name, f in FAMILIES.items()}
 
 
 # The "modern" recipe, on top of the family's learning rate and batch size: what the recent age-estimation

@@ -63,12 +63,17 @@ def aec_loss(out, targets):
     return loss, {"l1": l1, "coarse_l1": coarse, "one_minus_r2": one_minus_r2}
 
 
-def loss_for(model: str, *, kl_weight: float = 10.0) -> LossFn:
-    from agecompact.models.registry import get_spec
+def make_ssrnet_loss(**_options) -> LossFn:
+    return ssrnet_loss
 
-    family = get_spec(model).family
-    if family == "ssrnet":
-        return ssrnet_loss
-    if family == "c3ae":
-        return make_c3ae_loss(kl_weight)
+
+def make_aec_loss(**_options) -> LossFn:
     return aec_loss
+
+
+def loss_for(model: str, *, kl_weight: float = 10.0) -> LossFn:
+    """The objective of architecture ``model``: its family's loss factory (models/families.py)."""
+    from agecompact.models.families import hook
+    from agecompact.models.registry import family_of
+
+    return hook(family_of(model).loss)(kl_weight=kl_weight)

@@ -22,7 +22,8 @@ def initial_model(cfg: TrainConfig):
     """A fresh network from ``cfg.seed``, then ``--init-from`` weights or C3AE's anchor read-out."""
     from flax import nnx
 
-    from agecompact.models.registry import create_model, get_spec
+    from agecompact.models.families import hook
+    from agecompact.models.registry import create_model, family_of
 
     try:
         model = create_model(cfg.model, seed=cfg.seed, **cfg.arch_kwargs)
@@ -41,9 +42,18 @@ def initial_model(cfg: TrainConfig):
         if not same:
             raise UsageError(f"--init-from {cfg.init_from}: its weights ({src.arch}) do not fit {cfg.model}")
         nnx.update(model, have)
-    elif cfg.c3ae_anchor_init and get_spec(cfg.model).family == "c3ae":
-        from agecompact.models.c3ae import BIN_WIDTH, NUM_BINS
-
-        model.pred.kernel[...] = (BIN_WIDTH * np.arange(NUM_BINS, dtype=np.float32))[:, None]
-        model.pred.bias[...] = np.zeros((1,), np.float32)
+    else:
+        init_hook = family_of(cfg.model).init_hook
+        if init_hook is not None:
+            hook(init_hook)(model, cfg)
     return model
+
+
+def c3ae_anchor_init(model, cfg) -> None:
+    """C3AE's W2 starts as the bin anchors (age = Σ 10·i·p_i), unless ``c3ae_anchor_init`` is off."""
+    if not cfg.c3ae_anchor_init:
+        return
+    from agecompact.models.c3ae import BIN_WIDTH, NUM_BINS
+
+    model.pred.kernel[...] = (BIN_WIDTH * np.arange(NUM_BINS, dtype=np.float32))[:, None]
+    model.pred.bias[...] = np.zeros((1,), np.float32)

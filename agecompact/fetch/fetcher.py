@@ -8,9 +8,15 @@ import os
 import re
 from pathlib import Path
 
-from agecompact.data.download import CorruptArchiveError, UnsafeArchiveError, download, extract_tar, sha256_of
-from agecompact.data.sources import Source
 from agecompact.errors import UsageError
+from agecompact.fetch.download import (
+    CorruptArchiveError,
+    UnsafeArchiveError,
+    download,
+    extract_tar,
+    sha256_of,
+)
+from agecompact.fetch.sources import Source
 
 
 def fetch(source: Source, *, dest: str | os.PathLike | None = None, url: str | None = None, force: bool = False,

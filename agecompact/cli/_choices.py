@@ -1,0 +1,38 @@
+"""The CLI's option types, built from the library's own names (``agecompact.choices``, the model registry).
+
+Every command that takes ``--model`` (an architecture), ``--backend``, ``--detector``, ``--dtype`` or
+``--tta`` uses these, so the choices and the help agree across commands and with the library.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import typer
+
+from agecompact.choices import BACKEND_ALIASES, BACKENDS, COMPUTE_DTYPES, DETECTORS, TTA_MODES
+from agecompact.models.registry import model_names
+
+
+def _enum(name: str, values) -> type[StrEnum]:
+    return StrEnum(name, {v: v for v in values})
+
+
+ArchName = _enum("ArchName", model_names())
+Detector = _enum("Detector", DETECTORS)
+FaceDetector = _enum("FaceDetector", [d for d in DETECTORS if d != "none"])  # preprocess must find faces
+TTA = _enum("TTA", TTA_MODES)
+Dtype = _enum("Dtype", COMPUTE_DTYPES)
+Backend = _enum("Backend", BACKENDS)
+BACKEND_METAVAR = "|".join(BACKENDS)
+
+
+def backend_option(value: str | None) -> str | None:
+    """``--backend``: a canonical name or an alias (``ort``, ``onnxruntime``), returned canonical."""
+    if value is None:
+        return None
+    choice = BACKEND_ALIASES.get(value.lower(), value.lower())
+    if choice not in BACKENDS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(BACKENDS)} (or an alias: "
+                                 f"{', '.join(BACKEND_ALIASES)})")
+    return choice
