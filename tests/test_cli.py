@@ -26,9 +26,25 @@ def test_no_arguments_shows_help(cli):
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_real_help(cli, command):
+    """The help names the command, starts with its docstring and lists every option (or subcommand) it has."""
+    import typer.main
+
+    from agecompact.cli import app
+
     result = cli(command, "--help")
     assert result.exit_code == 0, result.stderr
-    assert len(result.stdout.strip().splitlines()) > 3
+    text = " ".join(result.stdout.split())
+    assert f"Usage: agecompact {command}" in text
+    click_command = typer.main.get_command(app).commands[command]
+    first_words = " ".join((click_command.help or "").split()[:4])
+    assert first_words and first_words in text, first_words
+    subcommands = getattr(click_command, "commands", {})
+    for name in subcommands:
+        assert name in text
+    options = [o for p in click_command.params for o in p.opts if o.startswith("--")]
+    assert options or subcommands
+    for option in options:
+        assert option in text, option
 
 
 def test_version(cli):

@@ -46,6 +46,10 @@ def test_export_into_folder_without_verify(cli, model_file, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "new" / "tiny-c3ae.onnx").is_file()
     assert "tiny-c3ae" in result.stdout
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "new" / "tiny-c3ae.onnx")).graph  # --input-dtype float32 is the graph's type
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
 def test_missing_model(cli, tmp_path):

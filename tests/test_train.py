@@ -171,3 +171,86 @@ def test_interrupt_while_an_epoch_is_written_loses_nothing(syn_npz, tmp_path, mo
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert resumed["best_epoch"] == full["best_epoch"]
     assert resumed["val_mae"] == pytest.approx(full["val_mae"], rel=1e-6)
+
+
+def _write_npz(path: Path, images: np.ndarray, age: np.ndarray, gender: np.ndarray) -> Path:
+    np.savez(path, image=images, age=age, gender=gender, img_size=np.int64(64))
+    return path
+
+
+def test_gender_model_learns_a_visible_cue(tmp_path):
+    """SSR-Net's V = 1 gender regressor, trained and then evaluated: accuracy on a cue it can see."""
+    from train_data_helpers import synthetic_faces
+
+    from agecompact.evaluation.evaluate import evaluate
+
+    images, age, gender = synthetic_faces(320, seed=7)
+    images = images.astype(np.int16)
+    images[gender == 1, :, :, 0] += 90  # "male" faces are bluer
+    npz = _write_npz(tmp_path / "g.npz", np.clip(images, 0, 255).astype(np.uint8), age, gender)
+    run = tmp_path / "run"
+    cfg = TrainConfig(db=str(npz), model="ssrnet_gender", epochs=6, batch_size=32, lr=3e-3, schedule="cosine")
+    summary = train_and_evaluate(cfg, run)
+    assert summary["val_accuracy"] >= 0.9, summary
+    result = evaluate(run, npz, split="val", backend="jax")
+    assert result.summary["task"] == "gender" and result.summary["metrics"]["count"] == 64
+    assert result.summary["metrics"]["accuracy"] >= 0.9
+    assert np.all((result.pred > -0.5) & (result.pred < 1.5))
+
+
+def test_context_model_trains_on_five_dimensional_crops(tmp_path):
+    """c3ae_full on an .npz of (N, 3, 64, 64, 3) outer/middle/inner crops (preprocess --crops context)."""
+    from train_data_helpers import synthetic_faces
+
+    images, age, gender = synthetic_faces(192, seed=8)
+    crops = np.stack([images, images, images], axis=1)  # (N, 3, S, S, 3)
+    crops[:, 0] = (crops[:, 0] * 0.8).astype(np.uint8)  # the outer crop differs from the inner ones
+    npz = _write_npz(tmp_path / "ctx.npz", crops, age, gender)
+    cfg = TrainConfig(db=str(npz), model="c3ae_full", epochs=4, batch_size=32, lr=3e-3, schedule="cosine")
+    summary = train_and_evaluate(cfg, tmp_path / "run")
+    assert summary["epochs"] == 4 and math.isfinite(summary["val_mae"])
+    from agecompact.api import load_model
+
+    model = load_model(tmp_path / "run" / "last.msgpack")
+    assert model.meta.crops == "context"
+    assert model.predict(crops[:5]).shape == (5,)
+
+
+def test_bfloat16_through_the_trainer(syn_npz, tmp_path):
+    """--dtype bfloat16 trains (float32 master weights), records its dtype and still learns."""
+    cfg = TrainConfig(db=str(syn_npz), model="aec", epochs=4, batch_size=32, lr=3e-3, schedule="cosine",
+                      compute_dtype="bfloat16")
+    run = tmp_path / "run"
+    summary = train_and_evaluate(cfg, run)
+    assert json.loads((run / "config.json").read_text())["compute_dtype"] == "bfloat16"
+    assert summary["val_mae"] < 0.7 * _baseline(syn_npz, run), summary
+    from agecompact.weights import modelfile
+
+    _, state = modelfile.read(run / "last.msgpack")
+    leaves = []
+
+    def walk(tree):
+        for v in tree.values():
+            walk(v) if isinstance(v, dict) else leaves.append(np.asarray(v))
+
+    walk(state)
+    assert all(leaf.dtype == np.float32 for leaf in leaves)
+
+
+def test_resume_refuses_a_different_split(tmp_path):
+    """check_split on resume: the dataset changed under the run, so it would train on other rows — refused."""
+    from agecompact.errors import UsageError
+
+    npz = write_synthetic_npz(tmp_path / "d.npz", 160, seed=0)
+    run = tmp_path / "run"
+    cfg = TrainConfig(db=str(npz), model="aec", epochs=2, batch_size=32)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, run, on_epoch_end=_stop_after_first)
+    write_synthetic_npz(npz, 150, seed=0)  # ten rows fewer: another split
+    with pytest.raises(UsageError, match="split.json does not match"):
+        train_and_evaluate(cfg, run, resume=True)
+
+
+def _stop_after_first(epoch, record):
+    if epoch == 1:
+        raise KeyboardInterrupt

@@ -193,9 +193,14 @@ def test_losses_match_hand_computation():
     out = {"pred": pred, "pre_4": jnp.array([20.0, 40.0, 4.0])}
     l_aec, aux = aec_loss(out, {"y": y})
     mae = 1.0
-    coarse = np.mean(np.abs(np.array([20.0, 40.0, 4.0]) - np.array([20.0, 40.0, 4.0])))
+    # the coarse target is 4*floor(age / 4): 20, 40, 4 for ages 22, 40, 7 -> pre_4 is exact
+    assert float(aux["coarse_l1"]) == pytest.approx(0.0, abs=1e-6)
     r = np.sum((np.array(y) - np.array(pred)) ** 2) / np.sum((np.array(y) - np.mean(np.array(y))) ** 2)
-    assert float(l_aec) == pytest.approx(15 * mae + 8.5 * coarse + 18 * r, rel=1e-5)
+    assert float(l_aec) == pytest.approx(15 * mae + 18 * r, rel=1e-5)
+    off = {"pred": pred, "pre_4": jnp.array([24.0, 36.0, 4.0])}  # 4 and 4 and 0 years off the coarse target
+    l_off, aux = aec_loss(off, {"y": y})
+    assert float(aux["coarse_l1"]) == pytest.approx(8.0 / 3.0, rel=1e-6)
+    assert float(l_off) == pytest.approx(15 * mae + 8.5 * 8.0 / 3.0 + 18 * r, rel=1e-5)
     same, _ = aec_loss({"pred": jnp.full(3, 30.0), "pre_4": jnp.full(3, 28.0)}, {"y": jnp.full(3, 30.0)})
     assert math.isfinite(float(same))  # a batch of equal ages: 1 - R^2 guarded
 
