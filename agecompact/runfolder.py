@@ -56,6 +56,59 @@ class EpochRecord:
 CSV_FIELDS = tuple(f.name for f in dataclasses.fields(EpochRecord) if f.name != "terms")
 
 
+@dataclass
+class EvalResult:
+    """What ``agecompact eval`` prints with ``--json`` and keeps in a run's ``eval/<dataset>-<split>.json``;
+    ``bench table`` reads these files back through ``read``. ``metrics`` is ``age_metrics`` (mae, ca3, ca5,
+    rmse, count, mae_by_decade) or ``gender_metrics`` (mae, accuracy, count) as ``task`` says."""
+
+    model: str | None
+    arch: str | None
+    run: str | None
+    model_path: str | None
+    dataset: dict[str, Any]  # name, path, split, count
+    metrics: dict[str, Any]
+    task: str = "age"
+    backend: str | None = None
+    tta: str = "none"
+    created: str | None = None
+    seconds: float | None = None
+    mode: str = "chips"  # "chips" (the .npz crops) or "photos" (through detection, ``eval --photos``)
+    detection: dict[str, Any] | None = None  # photos: detector, photos, found, unreadable, rate, margin
+
+    def to_json(self) -> dict[str, Any]:
+        doc = dataclasses.asdict(self)
+        if doc["detection"] is None:
+            del doc["detection"]
+        return doc
+
+    @property
+    def mae(self) -> float:
+        return float(self.metrics["mae"])
+
+    @property
+    def dataset_name(self) -> str:
+        return str(self.dataset["name"]).lower()
+
+    @classmethod
+    def read(cls, path: str | Path) -> EvalResult:
+        """An eval result file; a missing or foreign one is one input error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            doc = json.loads(Path(path).read_text())
+            result = cls(**{k: v for k, v in doc.items() if k in known})
+            result.mae, result.dataset_name  # noqa: B018 -- the two fields every reader needs
+        except FileNotFoundError:
+            raise InputError(f"eval result not found: {path}") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise InputError(f"{path}: not an agecompact eval result (needs metrics.mae and dataset.name)") from None
+        return result
+
+
+def eval_result_path(run: Path, dataset: str, split: str) -> Path:
+    return run / EVAL_DIR / f"{dataset}-{split}.json"
+
+
 def is_run_folder(source: str | Path) -> bool:
     p = Path(source)
     return p.is_dir() and (p / CONFIG).is_file()

@@ -50,6 +50,15 @@ def test_train_then_eval(cli, data_dir, tmp_path, monkeypatch):
     assert json.loads(r3.stdout)["epochs"] == 3
     assert json.loads((run / "config.json").read_text())["epochs"] == 3  # the resume's new length is recorded
 
+    # a config file on resume: its epochs apply, its other keys are said to be ignored (never dropped silently)
+    (tmp_path / "more.json").write_text(json.dumps({"epochs": 4, "batch_size": 8, "seed": 5}))
+    r4 = cli("train", "--resume", "--out", str(run), "--config", str(tmp_path / "more.json"), "--json")
+    assert r4.exit_code == 0, r4.stderr
+    assert json.loads(r4.stdout)["epochs"] == 4
+    said = " ".join(r4.stderr.split())
+    assert "ignoring batch_size (in more.json), seed (in more.json)" in said, r4.stderr
+    assert json.loads((run / "config.json").read_text())["batch_size"] == 32
+
     r = cli("eval", "--model", str(run), "--db", "syn", "--json", "--backend", "jax")
     assert r.exit_code == 0, r.stderr
     res = json.loads(r.stdout)

@@ -7,13 +7,13 @@ model source, e.g. imported Keras weights; MAE from ``--results`` files that nam
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from agecompact.bench.published import PUBLISHED
 from agecompact.errors import InputError
+from agecompact.runfolder import EvalResult
 
 TABLE_ARCHS = ("ssrnet", "c3ae", "c3ae_full", "aec")
 SCHEMA_VERSION = 1
@@ -23,16 +23,9 @@ def read_eval_results(paths: list[Path]) -> list[dict[str, Any]]:
     """Eval result files (written by ``agecompact eval``); unreadable ones are an input error."""
     results = []
     for p in paths:
-        try:
-            doc = json.loads(Path(p).read_text())
-            mae = float(doc["metrics"]["mae"])
-            dataset = str(doc["dataset"]["name"]).lower()
-        except FileNotFoundError:
-            raise InputError(f"eval result not found: {p}") from None
-        except (OSError, ValueError, KeyError, TypeError):
-            raise InputError(f"{p}: not an agecompact eval result (needs metrics.mae and dataset.name)") from None
-        results.append({"path": str(p), "model": doc.get("model"), "dataset": dataset, "mae": mae,
-                        "split": doc.get("dataset", {}).get("split"), "count": doc["metrics"].get("count")})
+        r = EvalResult.read(p)
+        results.append({"path": str(p), "model": r.model, "dataset": r.dataset_name, "mae": r.mae,
+                        "split": r.dataset.get("split"), "count": r.metrics.get("count")})
     return results
 
 

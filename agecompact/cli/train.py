@@ -185,8 +185,8 @@ def train(
     """
     from agecompact.console import err_console, native_stdout_to_stderr, print_json
     from agecompact.errors import UsageError
-    from agecompact.training.config import build_config
-    from agecompact.training.loop import load_run_config, train_and_evaluate
+    from agecompact.training.config import build_config, load_config_file
+    from agecompact.training.loop import RESUMABLE_OVERRIDES, load_run_config, train_and_evaluate
 
     def log(message: str, style: str | None = None) -> None:
         err_console.print(message, style=style, soft_wrap=True)
@@ -221,10 +221,13 @@ def train(
             workdir = _same_workdir_everywhere(workdir)
         if resume:
             load_run_config(workdir)  # fails early with one line when it is not a run folder
-            fixed = [k for k, v in overrides.items() if v is not None and k not in ("epochs", "lr")]
+            fixed = ["--" + k.replace("_", "-") for k, v in overrides.items()
+                     if v is not None and k not in RESUMABLE_OVERRIDES]
+            if config is not None:  # a file's keys are said too, never dropped silently
+                fixed += [f"{k} (in {config.name})" for k in load_config_file(config) if k not in RESUMABLE_OVERRIDES]
             if fixed:
-                log(f"--resume keeps the run's settings; ignoring {', '.join('--' + k.replace('_', '-') for k in fixed)}",
-                    style="yellow")
+                log(f"--resume keeps the run's settings (only {', '.join(RESUMABLE_OVERRIDES)} may change); "
+                    f"ignoring {', '.join(fixed)}", style="yellow")
 
         previous = signal.getsignal(signal.SIGTERM)
 

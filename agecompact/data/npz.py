@@ -37,6 +37,16 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.age)
 
+    def labels(self, task: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The float32 targets of ``task`` ("age" or "gender") and the rows that have one (None: all).
+
+        Training and evaluation both read labels here, so they agree on which rows count."""
+        if task == "gender":
+            if self.gender is None:
+                raise InputError(f"{self.path}: a gender model needs a 'gender' column")
+            return self.gender.astype(np.float32), (self.gender == 0) | (self.gender == 1)
+        return self.age.astype(np.float32), None
+
     @property
     def margin(self) -> float | None:
         m = self.sidecar.get("margin")

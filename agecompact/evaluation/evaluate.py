@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from agecompact.errors import InputError, NotAvailableError, UsageError
-from agecompact.runfolder import EVAL_DIR, is_run_folder, read_split
+from agecompact.errors import NotAvailableError, UsageError
+from agecompact.runfolder import EvalResult, eval_result_path, is_run_folder, read_split
 
 SPLITS = ("auto", "val", "test", "train", "all")
 CHUNK = 8192  # images handed to the engine at a time, so memory stays bounded on large datasets
@@ -110,7 +110,7 @@ def evaluate(model_source: str | Path, db: str | Path, *, split: str = "auto", b
     from agecompact.api import load_model
     from agecompact.data.locate import resolve_npz
     from agecompact.data.npz import load_npz
-    from agecompact.evaluation.metrics import age_metrics, gender_metrics
+    from agecompact.evaluation.metrics import task_metrics
     from agecompact.fileio import atomic_write_json
 
     if batch_size < 1:
@@ -120,13 +120,7 @@ def evaluate(model_source: str | Path, db: str | Path, *, split: str = "auto", b
     model = load_model(model_source)
     ds = load_npz(resolve_npz(db))
     task = model.meta.task
-    if task == "gender":
-        if ds.gender is None:
-            raise InputError(f"{ds.path}: a gender model needs a 'gender' column")
-        usable = (ds.gender == 0) | (ds.gender == 1)
-        labels = ds.gender.astype(np.float32)
-    else:
-        usable, labels = None, ds.age
+    labels, usable = ds.labels(task)
     split, rows = select_rows(ds, split, run, usable)
     engine = _engine(model, backend, quantize, tta)
     preds = np.zeros(len(rows), np.float32)
@@ -137,20 +131,14 @@ def evaluate(model_source: str | Path, db: str | Path, *, split: str = "auto", b
                                                     np.float32).reshape(-1)
         if progress is not None:
             progress.update(task_id, advance=len(part))
-    metrics = gender_metrics(preds, labels[rows]) if task == "gender" else age_metrics(preds, labels[rows])
-    result = {
-        "model": model.name,
-        "arch": model.arch,
-        "run": str(run.resolve()) if run is not None else None,
-        "model_path": str(model.path) if model.path is not None else None,
-        "dataset": {"name": ds.name, "path": str(ds.path.resolve()), "split": split, "count": int(len(rows))},
-        "metrics": metrics,
-        "task": task,
-        "backend": getattr(engine, "name", backend),
-        "tta": tta or "none",
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
+    metrics = task_metrics(task, preds, labels[rows])
+    result = EvalResult(
+        model=model.name, arch=model.arch, run=str(run.resolve()) if run is not None else None,
+        model_path=str(model.path) if model.path is not None else None,
+        dataset={"name": ds.name, "path": str(ds.path.resolve()), "split": split, "count": int(len(rows))},
+        metrics=metrics, task=task, backend=getattr(engine, "name", backend), tta=tta or "none",
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), seconds=round(time.perf_counter() - t0, 3),
+    ).to_json()
     if run is not None and write_run_result:
-        atomic_write_json(run / EVAL_DIR / f"{ds.name}-{split}.json", result)
+        atomic_write_json(eval_result_path(run, ds.name, split), result)
     return Evaluation(result, preds, np.asarray(labels[rows], np.float32))

@@ -54,3 +54,9 @@ def gender_metrics(score: Any, gender: Any) -> dict[str, Any]:
         "accuracy": float(np.mean((score >= 0.5) == (gender >= 0.5))),
         "count": n,
     }
+
+
+def task_metrics(task: str, pred: Any, y: Any) -> dict[str, Any]:
+    """The metrics of a model's task: ``gender_metrics`` for gender models, ``age_metrics`` otherwise (the
+    one choice shared by the training loop's validation and ``agecompact eval``)."""
+    return gender_metrics(pred, y) if task == "gender" else age_metrics(pred, y)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from agecompact.errors import InputError, UsageError
+from agecompact.runfolder import EvalResult
 
 RAW_DATASETS = ("utkface", "aaf", "megaage", "wiki", "imdb")
 CHUNK = 32  # photos decoded and detected before one batched forward pass
@@ -154,18 +155,12 @@ def evaluate_photos(model_source: str | Path, photos: PhotoSet, *, detector: str
     if not found.any():
         raise InputError(f"no face found in any of the {n} photos of {photos.name} ({det.name} detector; "
                          f"{unreadable} unreadable)")
-    return {
-        "model": model.name,
-        "arch": model.arch,
-        "model_path": str(model.path) if model.path is not None else None,
-        "mode": "photos",
-        "dataset": {"name": photos.name, "root": str(photos.root), "split": photos.split, "count": int(found.sum())},
-        "detection": {"detector": det.name, "photos": n, "found": int(found.sum()), "unreadable": unreadable,
-                      "rate": float(found.mean()), "margin": float(model.meta.margin)},
-        "metrics": age_metrics(preds[found], photos.ages[found]),
-        "task": "age",
-        "backend": engine,
-        "tta": tta or "none",
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
+    return EvalResult(
+        model=model.name, arch=model.arch, run=None, model_path=str(model.path) if model.path is not None else None,
+        mode="photos",
+        dataset={"name": photos.name, "root": str(photos.root), "split": photos.split, "count": int(found.sum())},
+        detection={"detector": det.name, "photos": n, "found": int(found.sum()), "unreadable": unreadable,
+                   "rate": float(found.mean()), "margin": float(model.meta.margin)},
+        metrics=age_metrics(preds[found], photos.ages[found]), task="age", backend=engine, tta=tta or "none",
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), seconds=round(time.perf_counter() - t0, 3),
+    ).to_json()

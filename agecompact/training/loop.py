@@ -104,31 +104,37 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, workdir: str | Path, *, resume: bool = False,
                  log: Callable[[str], None] | None = None):
-        import jax
-        from flax import nnx
-
-        from agecompact.models.registry import get_spec
-        from agecompact.training import steps as S
-        from agecompact.training.augment import make_augmenter
-        from agecompact.training.data import (
-            check_split,
-            load_datasets,
-            make_split,
-            repeat_parts,
-            steps_per_epoch,
-        )
-        from agecompact.training.losses import loss_for
-
         self.say = log or (lambda _msg: None)
-        self.workdir = workdir = Path(workdir).absolute()
+        self.workdir = Path(workdir).absolute()
         self.resume = resume
-        self.changed: dict[str, Any] = {}
-        if resume:
-            saved = load_run_config(workdir)
-            self.changed = {k: getattr(config, k) for k in RESUMABLE_OVERRIDES
-                            if getattr(config, k) is not None and getattr(config, k) != getattr(saved, k)}
-            config = dataclasses.replace(saved, **self.changed)
+        config = self._effective_config(config)
         resolve(config)  # bad option values fail before any data is read or any folder is touched
+        self._load_data(config)
+        self._prepare_folder()
+        self._build_steps()
+        # loop state (restored on resume)
+        self.start_epoch = 0
+        self.global_step = 0
+        self.best: dict[str, Any] = {"val_mae": math.inf, "epoch": None}
+        self.plateau: dict[str, Any] = {"best": math.inf, "wait": 0, "scale": 1.0}
+        self.records: list[dict[str, Any]] = []
+
+    def _effective_config(self, config: TrainConfig) -> TrainConfig:
+        """A resumed run keeps its saved settings; only ``RESUMABLE_OVERRIDES`` may change (noted in
+        ``changed``)."""
+        self.changed: dict[str, Any] = {}
+        if not self.resume:
+            return config
+        saved = load_run_config(self.workdir)
+        self.changed = {k: getattr(config, k) for k in RESUMABLE_OVERRIDES
+                        if getattr(config, k) is not None and getattr(config, k) != getattr(saved, k)}
+        return dataclasses.replace(saved, **self.changed)
+
+    def _load_data(self, config: TrainConfig) -> None:
+        """The datasets, the complete config, the targets and the split (checked against a resumed run's)."""
+        from agecompact.models.registry import get_spec
+        from agecompact.training.data import check_split, load_datasets, make_split, repeat_parts
+
         self.ds = ds = load_datasets([self._dataset_path(db.strip()) for db in config.db.split(",")])
         self.cfg = cfg = resolve(config, db_name=ds.name)
         self.spec = spec = get_spec(cfg.model)
@@ -137,21 +143,38 @@ class Trainer:
         if ds.images.shape[-2] != 64:
             raise InputError(f"{ds.path}: images are {ds.images.shape[-2]} px; the models take 64x64")
         self.targets, keep = training_targets(cfg, ds, spec.task)
-        self.split = split = repeat_parts(ds, make_split(ds, seed=cfg.seed, val_fraction=cfg.val_fraction,
-                                                         keep=keep), cfg.db_repeat)
-        if resume and (workdir / SPLIT).is_file():
-            check_split(json.loads((workdir / SPLIT).read_text()), split)
+        self.split = repeat_parts(ds, make_split(ds, seed=cfg.seed, val_fraction=cfg.val_fraction, keep=keep),
+                                  cfg.db_repeat)
+        if self.resume and (self.workdir / SPLIT).is_file():
+            check_split(json.loads((self.workdir / SPLIT).read_text()), self.split)
+        self.margin = ds.margin if ds.margin is not None else spec.margin
+
+    def _prepare_folder(self) -> None:
+        """Devices and batch checks; only once the inputs are valid is an old run cleared or the folder made."""
+        import jax
+
+        from agecompact.training import steps as S
+        from agecompact.training.data import steps_per_epoch
 
         self.par = par = S.make_parallel()
-        par.check_batch(cfg.batch_size)
-        # inputs are valid: only now is an old run in the folder cleared, or the folder made
-        if not resume and ((workdir / CHECKPOINTS).exists() or (workdir / METRICS).exists()):
+        par.check_batch(self.cfg.batch_size)
+        workdir = self.workdir
+        if not self.resume and ((workdir / CHECKPOINTS).exists() or (workdir / METRICS).exists()):
             clear_run(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        self.eval_bs = -(-cfg.eval_batch_size // par.num_devices) * par.num_devices
-        self.spe = steps_per_epoch(len(split.train), cfg.batch_size)
+        self.eval_bs = -(-self.cfg.eval_batch_size // par.num_devices) * par.num_devices
+        self.spe = steps_per_epoch(len(self.split.train), self.cfg.batch_size)
         self.is_main = jax.process_index() == 0
 
+    def _build_steps(self) -> None:
+        """The network, the optimiser state and the compiled train/eval steps, the augmenter."""
+        from flax import nnx
+
+        from agecompact.training import steps as S
+        from agecompact.training.augment import make_augmenter
+        from agecompact.training.losses import loss_for
+
+        cfg, par = self.cfg, self.par
         model = initial_model(cfg)
         model.train()
         with S.bn_momentum_zero(model) if cfg.bn_momentum_warmup else contextlib.nullcontext() as momentum:
@@ -166,14 +189,6 @@ class Trainer:
         self._predict = S.make_eval_step(self.graphdef_eval, par)
         self.key_data = par.replicate(S.seed_key_data(cfg.seed))
         self.augment = make_augmenter(cfg.shear_units, cfg.augment_policy) if cfg.augment else None
-        self.margin = ds.margin if ds.margin is not None else spec.margin
-
-        # loop state (restored on resume)
-        self.start_epoch = 0
-        self.global_step = 0
-        self.best: dict[str, Any] = {"val_mae": math.inf, "epoch": None}
-        self.plateau: dict[str, Any] = {"best": math.inf, "wait": 0, "scale": 1.0}
-        self.records: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------------------------------------
     def _dataset_path(self, db: str) -> Path:
@@ -254,7 +269,7 @@ class Trainer:
         return time.perf_counter() - t0
 
     def evaluate_val(self) -> dict[str, Any]:
-        from agecompact.evaluation.metrics import age_metrics, gender_metrics
+        from agecompact.evaluation.metrics import task_metrics
         from agecompact.training.data import eval_batches
         from agecompact.training.steps import eval_params
 
@@ -263,13 +278,9 @@ class Trainer:
             local = images[self.par.local_rows(len(images))]
             out = self.predict_fn(eval_params(self.state), self.state["batch_stats"], self.par.put_batch(local))
             preds.append(self.par.to_host(out)[:n])
-        pred = np.concatenate(preds)
-        y = self.targets["y"][self.split.val]
-        if self.spec.task == "gender":
-            g = gender_metrics(pred, y)
-            return {"val_mae": g["mae"], "val_accuracy": g["accuracy"]}
-        m = age_metrics(pred, y)
-        return {"val_mae": m["mae"], "val_ca3": m["ca3"], "val_ca5": m["ca5"], "val_rmse": m["rmse"]}
+        m = task_metrics(self.spec.task, np.concatenate(preds), self.targets["y"][self.split.val])
+        keys = ("mae", "accuracy") if self.spec.task == "gender" else ("mae", "ca3", "ca5", "rmse")
+        return {f"val_{k}": m[k] for k in keys}
 
     def export(self, path: Path, epoch: int, metrics: dict[str, Any]) -> None:
         """The current weights as a model file (the project format that ``load_model`` reads)."""

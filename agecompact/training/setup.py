@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from agecompact.errors import InputError, UsageError
+from agecompact.errors import UsageError
 from agecompact.training.config import TrainConfig
 
 
 def training_targets(cfg: TrainConfig, ds, task: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Training targets and the rows usable for them (gender models need a known gender)."""
-    if task == "gender":
-        if ds.gender is None:
-            raise InputError(f"{ds.path}: a gender model needs a 'gender' column")
-        keep = (ds.gender == 0) | (ds.gender == 1)
-        return {"y": ds.gender.astype(np.float32)}, keep
-    return {"y": ds.age.astype(np.float32)}, None
+    y, keep = ds.labels(task)
+    return {"y": y}, keep
 
 
 def initial_model(cfg: TrainConfig):
