@@ -62,12 +62,14 @@ class EvalResult:
     ``bench table`` reads these files back through ``read``. ``metrics`` is ``age_metrics`` (mae, ca3, ca5,
     rmse, count, mae_by_decade) or ``gender_metrics`` (mae, accuracy, count) as ``task`` says."""
 
-    model: str | None
-    arch: str | None
-    run: str | None
-    model_path: str | None
-    dataset: dict[str, Any]  # name, path, split, count
-    metrics: dict[str, Any]
+    # every field has a default so that results written by older versions (or by hand) still read; the
+    # readers need metrics.mae and dataset.name, which ``read`` checks
+    model: str | None = None
+    arch: str | None = None
+    run: str | None = None
+    model_path: str | None = None
+    dataset: dict[str, Any] | None = None  # name, path (or root), split, count
+    metrics: dict[str, Any] | None = None
     task: str = "age"
     backend: str | None = None
     tta: str = "none"
