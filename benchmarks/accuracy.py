@@ -193,12 +193,17 @@ def pair_commands(name: str) -> list[str]:
     return out + [f"python benchmarks/accuracy.py pair --pair {name}"]
 
 
-def _shipped_training(name: str) -> dict | None:
-    """The manifest's training record of the zoo file shipped from candidate ``name``'s run, if any."""
+def _shipped_estimate(name: str) -> int | None:
+    """The unloaded-CPU time estimate the manifest recorded for candidate ``name``'s chain (shipped on its
+    own, or as a member of a pair), for when its run folder is gone."""
     manifest = json.loads((ZOO / "manifest.json").read_text())
     for m in manifest.get("models", []):
-        if m["training"]["commands"][-1].endswith(f"--out runs/accuracy/zoo-{name}"):
-            return m["training"]
+        training = m["training"]
+        if training["commands"][-1].endswith(f"--out runs/accuracy/zoo-{name}") and \
+                "wall_seconds_alone_estimate" in training:
+            return training["wall_seconds_alone_estimate"]
+        if name in training.get("members_wall_seconds_alone_estimate", {}):
+            return training["members_wall_seconds_alone_estimate"][name]
     return None
 
 
@@ -366,9 +371,9 @@ def _chain_seconds_alone(name: str) -> int:
     (the runs shared the CPU with other jobs for part of their time). Recorded in the manifest when shipped."""
     if name in PAIRS:
         return sum(_chain_seconds_alone(m) for m in PAIRS[name])
-    shipped = _shipped_training(name)
+    shipped = _shipped_estimate(name)
     if shipped is not None and not (RUNS / f"zoo-{name}" / "metrics.jsonl").is_file():
-        return shipped["wall_seconds_alone_estimate"]
+        return shipped
     model, opts, epochs, parent = CANDIDATES[name]
     records = [json.loads(ln) for ln in (RUNS / f"zoo-{name}" / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     own = min(r["epoch_seconds"] for r in records) * len(records)
@@ -419,6 +424,8 @@ def ship(pairs: list[tuple[str, str]]) -> None:
                                "aaf": "image sets/train.txt (1,600 faces, YuNet crops with margin 0.1)"},
                 "wall_seconds": _chain_seconds(arch, doc),
                 "wall_seconds_alone_estimate": _chain_seconds_alone(arch),
+                **({"members_wall_seconds_alone_estimate": {m: _chain_seconds_alone(m) for m in members}}
+                   if members else {}),
                 "images_per_second": row["images_per_second"],
                 "machine": "2-core x86-64 CPU, shared with other work",
             },

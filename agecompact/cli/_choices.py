@@ -22,9 +22,8 @@ ArchName = _enum("ArchName", model_names())
 Detector = _enum("Detector", DETECTORS)
 FaceDetector = _enum("FaceDetector", [d for d in DETECTORS if d != "none"])  # preprocess must find faces
 TTA = _enum("TTA", TTA_MODES)
-Dtype = _enum("Dtype", COMPUTE_DTYPES)
-Backend = _enum("Backend", BACKENDS)
-BACKEND_METAVAR = "|".join(BACKENDS)
+BACKEND_METAVAR = "|".join(BACKENDS)  # --backend stays a string: its aliases are normalised by backend_option
+DTYPE_METAVAR = "|".join(COMPUTE_DTYPES)
 
 
 def backend_option(value: str | None) -> str | None:

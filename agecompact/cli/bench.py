@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from agecompact.choices import COMPUTE_DTYPES
 from agecompact.cli._app import app, handle_errors
-from agecompact.cli._choices import BACKEND_METAVAR, backend_option
+from agecompact.cli._choices import BACKEND_METAVAR, DTYPE_METAVAR, backend_option
 from agecompact.cli._command import App
 from agecompact.errors import UsageError
 
@@ -45,7 +44,6 @@ def bench_params(
                       f"{r['file_bytes']:,}", f"{r['file_kb']:.1f}", flops)
     stdout_console().print(table)
 
-DTYPE_METAVAR = "|".join(COMPUTE_DTYPES)
 
 
 class Device(StrEnum):

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from agecompact.cli._app import app, fail, handle_errors
-from agecompact.cli._choices import ArchName
+from agecompact.cli._choices import DTYPE_METAVAR, ArchName
 
 RUNS_DIR = Path("runs")
 
@@ -157,7 +157,7 @@ def train(
     init_from: Annotated[str | None, typer.Option(help="Start from these weights (model file, run folder, Keras .h5 or "
                                                        "pretrained name), e.g. IMDB -> WIKI.",
                                                   show_default=False)] = None,
-    dtype: Annotated[str | None, typer.Option("--dtype", metavar="float32|bfloat16", help="Compute dtype: float32 (default) or bfloat16 "
+    dtype: Annotated[str | None, typer.Option("--dtype", metavar=DTYPE_METAVAR, help="Compute dtype: float32 (default) or bfloat16 "
                                               "(mixed precision, for GPUs).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest "
                                          "checkpoint.")] = False,
