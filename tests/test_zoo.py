@@ -21,9 +21,9 @@ from train_data_helpers import write_synthetic_npz  # noqa: E402
 # "tiny" is AEC without its sharpen convolution: 19,674 trainable values + 256 BatchNorm statistics;
 # "default" is an AEC and an AEC without sharpen, trained apart and averaged (aec_pair).
 PINNED = {
-    "default": {"sha256": "cffd8b0ea5fcdde1c512a03744ce9a4454c2436031660f3a32507778cbfdc565",
+    "default": {"sha256": "5d03e9a8993231a4542bf7238ef2b1ed4a006d7a103ceb87cf378df3b404e9b5",
                 "arch": "aec_pair", "num_params": 39944, "max_values": 50_000},
-    "tiny": {"sha256": "79e8b2fa2956481c33dd832a5aeb86f4fb1e1c5d98d7fecd1bd5869c5fad499d",
+    "tiny": {"sha256": "cdbfa6247b0333b0a8066b6273f83c92c7a41e9f5671525753e96381096f0655",
                 "arch": "aec_nosharpen", "num_params": 19930, "max_values": 20_000},
     "ssrnet-utk-aaf": {"sha256": "9359cad92ba4ce191a329a7df353cfc878ef6be5a8c58a9a40685d4383337437",
                 "arch": "ssrnet", "num_params": 40915, "max_values": 50_000},
