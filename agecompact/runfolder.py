@@ -52,6 +52,39 @@ class EpochRecord:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class TrainSummary:
+    """What ``train_and_evaluate`` returns and ``agecompact train --json`` prints (as a dict): the run, its
+    best epoch and the last epoch's validation metrics (from its ``EpochRecord``)."""
+
+    run: str
+    model: str
+    dataset: str
+    epochs: int
+    best_epoch: int | None
+    best_val_mae: float | None
+    val_mae: float | None
+    val_ca3: float | None
+    val_ca5: float | None
+    val_rmse: float | None
+    val_accuracy: float | None
+    train_loss: float | None
+    train_mae: float | None
+    images_per_second: float | None
+    n_train: int
+    n_val: int
+    seconds: float
+    compile_seconds: float
+    devices: int
+
+    # the fields copied from the last EpochRecord
+    FROM_LAST_EPOCH = ("val_mae", "val_ca3", "val_ca5", "val_rmse", "val_accuracy", "train_loss", "train_mae",
+                       "images_per_second")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 # metrics.csv: the record's scalar fields, in order (the loss terms stay in the JSON lines)
 CSV_FIELDS = tuple(f.name for f in dataclasses.fields(EpochRecord) if f.name != "terms")
 

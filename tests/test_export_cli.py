@@ -83,3 +83,12 @@ def test_without_the_onnx_package(cli, model_file, tmp_path, monkeypatch):
     result = cli("export", model_file, "--out", tmp_path / "x.onnx")
     one_error_line(result, 2)
     assert "pip install 'agecompact[onnx]'" in result.stderr
+
+
+def test_model_as_option_like_eval_and_predict(cli, model_file, tmp_path):
+    r = cli("export", "--model", model_file, "--out", tmp_path / "m.onnx", "--no-verify")
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "m.onnx").is_file()
+    one_error_line(cli("export", model_file, "--model", model_file, "--out", tmp_path / "x.onnx"), 2)
+    one_error_line(cli("export", "--out", tmp_path / "x.onnx"), 2)
+    assert not (tmp_path / "x.onnx").exists()

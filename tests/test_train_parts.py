@@ -259,3 +259,14 @@ def test_init_from_copies_weights_and_checks_the_architecture(tmp_path):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(UsageError, match="do not fit"):
         initial_model(C.TrainConfig(db="x", model="ssrnet", init_from=str(path)))
+
+
+def test_the_summary_takes_its_epoch_fields_from_the_record():
+    """TrainSummary's copied fields exist on EpochRecord (a rename in one is caught here)."""
+    import dataclasses
+
+    from agecompact.runfolder import EpochRecord, TrainSummary
+
+    record = {f.name for f in dataclasses.fields(EpochRecord)}
+    summary = {f.name for f in dataclasses.fields(TrainSummary)}
+    assert set(TrainSummary.FROM_LAST_EPOCH) <= record & summary

@@ -17,7 +17,11 @@ VERIFY_TOLERANCE = 1e-3  # years (or gender score); observed differences are ~1e
 @app.command()
 @handle_errors
 def export(
-    model: Annotated[str, typer.Argument(help="Model file, Keras .h5, run folder or pretrained name.")],
+    model: Annotated[str | None, typer.Argument(help="Model file, Keras .h5, run folder or pretrained name.",
+                                                show_default=False)] = None,
+    model_option: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="MODEL", help="The same as the MODEL argument, as eval and predict take it.",
+        show_default=False)] = None,
     format: Annotated[str, typer.Option("--format", "-f", metavar="onnx", help="Output format: onnx.")] = "onnx",
     out: Annotated[str | None, typer.Option(
         "--out", "-o", help="Output file (a folder: <name>.onnx inside it). Default: ./<model name>.onnx.")] = None,
@@ -43,6 +47,11 @@ def export(
     """
     from agecompact.errors import AgecompactError, UsageError
 
+    if model is not None and model_option is not None:
+        raise UsageError("give the model once: as MODEL or as --model")
+    model = model if model is not None else model_option
+    if model is None:
+        raise UsageError("missing the model to export (MODEL or --model)")
     if format.lower() not in FORMATS:
         raise UsageError(f"unknown format {format!r}; choose one of: {', '.join(FORMATS)}")
     from agecompact.export.onnx_export import (

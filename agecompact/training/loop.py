@@ -35,6 +35,7 @@ from agecompact.runfolder import (
     METRICS,
     SPLIT,
     EpochRecord,
+    TrainSummary,
     clear_run,
     read_records,
     write_records,
@@ -420,21 +421,13 @@ class Trainer:
             if self.is_main and self.records:
                 _plot_curves(self.workdir, self.records, self.say)
         last = self.records[-1] if self.records else {}
-        return {
-            "run": str(self.workdir),
-            "model": cfg.model,
-            "dataset": ds.name,
-            "epochs": len(self.records),
-            "best_epoch": self.best["epoch"],
-            "best_val_mae": _none_if_inf(self.best["val_mae"]),
-            **{k: last.get(k) for k in ("val_mae", "val_ca3", "val_ca5", "val_rmse", "val_accuracy", "train_loss",
-                                        "train_mae", "images_per_second")},
-            "n_train": int(len(split.train)),
-            "n_val": int(len(split.val)),
-            "seconds": round(time.perf_counter() - t_start, 3),
-            "compile_seconds": round(compile_s, 3),
-            "devices": self.par.num_devices,
-        }
+        return TrainSummary(
+            run=str(self.workdir), model=cfg.model, dataset=ds.name, epochs=len(self.records),
+            best_epoch=self.best["epoch"], best_val_mae=_none_if_inf(self.best["val_mae"]),
+            **{k: last.get(k) for k in TrainSummary.FROM_LAST_EPOCH},
+            n_train=int(len(split.train)), n_val=int(len(split.val)), seconds=round(time.perf_counter() - t_start, 3),
+            compile_seconds=round(compile_s, 3), devices=self.par.num_devices,
+        ).to_json()
 
 
 def _inf_if_none(v: float | None) -> float:
