@@ -153,7 +153,14 @@ def test_bad_label_columns_are_one_line(cli, tmp_path):
         _one_error_line(r, 3, "'age' must be one number per image")
         assert not (tmp_path / f"r-{name}").exists()
     np.savez(tmp_path / "ok.npz", image=img, age=np.arange(40.0))
-    (tmp_path / "ok.npz.json").write_text("[1, 2]")  # a sidecar that is not ours is ignored
+    # the sidecar sets the dataset's name and crop margin: one that is not ours, or unreadable, is refused
+    for text, needle in (("[1, 2]", "not an agecompact sidecar"), ("{not json", "unreadable sidecar")):
+        (tmp_path / "ok.npz.json").write_text(text)
+        r = cli("train", "--db", str(tmp_path / "ok.npz"), "--epochs", "1", "--batch-size", "8", "--json", "-q",
+                "--model", "c3ae", "--out", str(tmp_path / "r-ok"))
+        _one_error_line(r, 3, needle)
+        assert not (tmp_path / "r-ok").exists()
+    (tmp_path / "ok.npz.json").unlink()
     r = cli("train", "--db", str(tmp_path / "ok.npz"), "--epochs", "1", "--batch-size", "8", "--json", "-q",
             "--model", "c3ae", "--out", str(tmp_path / "r-ok"))
     assert r.exit_code == 0, r.stderr

@@ -93,13 +93,13 @@ def load_npz(path: str | Path, *, name: str | None = None) -> Dataset:
         raise InputError(f"{path}: 'split' has {len(split)} rows, expected {n}")
     sidecar: dict[str, Any] = {}
     sc = sidecar_path(path)
-    if sc.is_file():
+    if sc.is_file():  # it sets the dataset's name (recipe batch size), crop margin and parts: never ignored
         try:
             sidecar = json.loads(sc.read_text())
-        except (ValueError, OSError):
-            sidecar = {}
-        if not isinstance(sidecar, dict):  # not one of ours: ignore it, as an unreadable one is
-            sidecar = {}
+        except (ValueError, OSError) as e:
+            raise InputError(f"{sc}: unreadable sidecar ({e}); fix it or remove it") from None
+        if not isinstance(sidecar, dict):
+            raise InputError(f"{sc}: not an agecompact sidecar (a JSON object is expected); fix it or remove it")
     db = name or sidecar.get("db") or path.stem
     return Dataset(path=path, name=str(db), images=images, age=age,
                    gender=None if gender is None else np.asarray(gender).astype(np.int64).reshape(-1),
