@@ -38,13 +38,10 @@ def bench_step(model_name: str, batch: int, conv: str, max_seconds: float) -> di
     from agecompact.bench.train_step import benchmark_step
     from agecompact.models import layers
 
-    layers.set_conv_impl(conv)  # the implementation is fixed when the step is traced (in benchmark_step)
-    try:
+    with layers.conv_implementation(conv):  # fixed when the step is traced (in benchmark_step)
         t0 = time.perf_counter()
         step = benchmark_step(model_name, batch)
         compile_s = time.perf_counter() - t0
-    finally:
-        layers.set_conv_impl("auto")
     stats = time_call(step, runs=50, warmup=2, max_seconds=max_seconds)
     return {"model": model_name, "batch": batch, "conv": conv, "compile_s": round(compile_s, 2),
             "step_ms": round(stats["median_ms"], 2), "step_min_ms": round(stats["min_ms"], 2),

@@ -60,8 +60,7 @@ def test_model_gradients_do_not_depend_on_the_conv_implementation():
     y = {"y": jnp.asarray(rng.uniform(5, 75, 16).astype(np.float32))}
     grads = {}
     for impl in ("xla", "chunked"):
-        layers.set_conv_impl(impl)
-        try:
+        with layers.conv_implementation(impl):
             model = create_model("ssrnet", seed=0)
             model.train()
             graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
@@ -72,8 +71,6 @@ def test_model_gradients_do_not_depend_on_the_conv_implementation():
                 return nnx.value_and_grad(lambda m: loss_for("ssrnet")(m(x, rngs=jax.random.key(0)), y)[0])(m)
 
             grads[impl] = f(params, stats)
-        finally:
-            layers.set_conv_impl("auto")
     (l0, g0), (l1, g1) = grads["xla"], grads["chunked"]
     assert float(l1) == pytest.approx(float(l0), rel=1e-5)
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(g0), jax.tree.leaves(g1), strict=True):
@@ -82,3 +79,13 @@ def test_model_gradients_do_not_depend_on_the_conv_implementation():
             continue  # a bias before BatchNorm has zero gradient: both are rounding noise
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * float(np.abs(a).max()) + 1e-12,
                                    err_msg=jax.tree_util.keystr(path))
+
+
+def test_conv_implementation_is_scoped():
+    before = layers._conv_impl
+    with pytest.raises(RuntimeError), layers.conv_implementation("xla"):
+        assert layers._conv_impl == "xla"
+        raise RuntimeError
+    assert layers._conv_impl == before
+    with pytest.raises(ValueError, match="must be one of"), layers.conv_implementation("fast"):
+        pass

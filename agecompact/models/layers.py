@@ -7,9 +7,10 @@ Inputs are NHWC.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -78,13 +79,20 @@ _CONV_IMPLS = ("auto", "chunked", "xla")
 _conv_impl = os.environ.get("AGECOMPACT_CONV", "auto")
 
 
-def set_conv_impl(name: str) -> None:
-    """``"auto"`` (chunked on CPU, XLA's convolution elsewhere), ``"chunked"`` or ``"xla"``; affects
-    functions traced afterwards (benchmarks compare the two with it)."""
+@contextlib.contextmanager
+def conv_implementation(name: str) -> Iterator[None]:
+    """Trace with ``"auto"`` (chunked on CPU, XLA's convolution elsewhere), ``"chunked"`` or ``"xla"``
+    inside the block; the previous choice comes back after it, also on errors. The choice is read while
+    a function is traced, so it is fixed into what is compiled inside (benchmarks and the gradient test
+    compare the two). ``AGECOMPACT_CONV`` sets the default."""
     global _conv_impl
     if name not in _CONV_IMPLS:
         raise ValueError(f"conv implementation must be one of {_CONV_IMPLS}, got {name!r}")
-    _conv_impl = name
+    previous, _conv_impl = _conv_impl, name
+    try:
+        yield
+    finally:
+        _conv_impl = previous
 
 
 def _use_chunked_conv() -> bool:
