@@ -12,3 +12,9 @@ BACKEND_ALIASES = {"onnxruntime": "onnx", "ort": "onnx"}  # accepted, and normal
 DETECTORS = ("auto", "yunet", "haar", "none")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 TTA_MODES = ("none", "flip")
+
+
+def canonical_backend(name: str) -> str | None:
+    """``name`` or its alias as one of ``BACKENDS`` (case-insensitive); None when it is neither."""
+    choice = BACKEND_ALIASES.get(str(name).lower(), str(name).lower())
+    return choice if choice in BACKENDS else None

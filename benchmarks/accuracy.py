@@ -196,15 +196,24 @@ def pair_commands(name: str) -> list[str]:
 def _shipped_estimate(name: str) -> int | None:
     """The unloaded-CPU time estimate the manifest recorded for candidate ``name``'s chain (shipped on its
     own, or as a member of a pair), for when its run folder is gone."""
-    manifest = json.loads((ZOO / "manifest.json").read_text())
-    for m in manifest.get("models", []):
-        training = m["training"]
-        if training["commands"][-1].endswith(f"--out runs/accuracy/zoo-{name}") and \
-                "wall_seconds_alone_estimate" in training:
-            return training["wall_seconds_alone_estimate"]
-        if name in training.get("members_wall_seconds_alone_estimate", {}):
-            return training["members_wall_seconds_alone_estimate"][name]
+    shipped = _shipped_entry(name)
+    if shipped is not None and "wall_seconds_alone_estimate" in shipped["training"]:
+        return shipped["training"]["wall_seconds_alone_estimate"]
+    for m in _zoo_models():
+        members = m["training"].get("members_wall_seconds_alone_estimate", {})
+        if name in members:
+            return members[name]
     return None
+
+
+def _zoo_models() -> list[dict]:
+    return json.loads((ZOO / "manifest.json").read_text()).get("models", [])
+
+
+def _shipped_entry(name: str) -> dict | None:
+    """The manifest entry of the zoo file shipped from candidate ``name``'s own run (its chain ends there)."""
+    return next((m for m in _zoo_models() if m["training"]["commands"][-1].endswith(f"--out runs/accuracy/zoo-{name}")),
+                None)
 
 
 def _eval(model: Path, args: list[str]) -> dict:
@@ -239,12 +248,10 @@ def _member_file(name: str) -> Path:
     run = RUNS / f"zoo-{name}" / "last.msgpack"
     if run.is_file():
         return run
-    manifest = json.loads((ZOO / "manifest.json").read_text())
-    out = f"--out runs/accuracy/zoo-{name}"
-    for m in manifest.get("models", []):
-        if m["training"]["commands"][-1].endswith(out):
-            return ZOO / m["file"]
-    for m in manifest.get("models", []):
+    shipped = _shipped_entry(name)
+    if shipped is not None:
+        return ZOO / shipped["file"]
+    for m in _zoo_models():
         members = m["training"].get("members", [])
         if name in members:
             return _extract_member(ZOO / m["file"], members.index(name), RUNS / f"zoo-{name}")

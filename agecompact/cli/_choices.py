@@ -10,7 +10,14 @@ from enum import StrEnum
 
 import typer
 
-from agecompact.choices import BACKEND_ALIASES, BACKENDS, COMPUTE_DTYPES, DETECTORS, TTA_MODES
+from agecompact.choices import (
+    BACKEND_ALIASES,
+    BACKENDS,
+    COMPUTE_DTYPES,
+    DETECTORS,
+    TTA_MODES,
+    canonical_backend,
+)
 from agecompact.models.registry import model_names
 
 
@@ -30,8 +37,8 @@ def backend_option(value: str | None) -> str | None:
     """``--backend``: a canonical name or an alias (``ort``, ``onnxruntime``), returned canonical."""
     if value is None:
         return None
-    choice = BACKEND_ALIASES.get(value.lower(), value.lower())
-    if choice not in BACKENDS:
+    choice = canonical_backend(value)
+    if choice is None:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(BACKENDS)} (or an alias: "
                                  f"{', '.join(BACKEND_ALIASES)})")
     return choice

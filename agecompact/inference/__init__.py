@@ -54,8 +54,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from agecompact.choices import BACKEND_ALIASES as _ALIASES
-from agecompact.choices import BACKENDS
+from agecompact.choices import BACKENDS, canonical_backend
 from agecompact.errors import NotAvailableError, UsageError
 
 ONNX_MISSING = "the onnx backend needs onnxruntime: pip install 'agecompact[onnx]'"
@@ -108,8 +107,8 @@ def _accelerator() -> bool:
 
 def backend_name(backend: str = "auto") -> str:
     """The canonical name (``auto``, ``jax`` or ``onnx``) of ``backend`` or an alias (``ort``, ``onnxruntime``)."""
-    choice = _ALIASES.get(str(backend).lower(), str(backend).lower())
-    if choice not in BACKENDS:
+    choice = canonical_backend(backend)
+    if choice is None:
         raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     return choice
 

@@ -44,14 +44,14 @@ FAMILIES: dict[str, Family] = {
         # C3AE: Adam lr 0.002, batch 50; the 2019 C3 build ran 160 epochs with ReduceLROnPlateau (x0.1,
         # patience 10, floor 1e-5), the choice made here (TP used 100 epochs, C3's HEAD 250 without decay).
         Family("c3ae", "agecompact.models.c3ae", "agecompact.training.losses:make_c3ae_loss",
-               "agecompact.export.c3ae:build", "agecompact.predict.uncertainty:c3ae_spread",
+               "agecompact.export.c3ae:build", "agecompact.predict.uncertainty:c3ae_std",
                recipe={"epochs": 160, "lr": 2e-3, "schedule": "plateau", "adam_eps": 1e-7, "batch_imdb": 50,
                        "batch_other": 50, "shear_units": "radians", "note": "C3AE (C3 2019): Adam 2e-3, plateau x0.1"},
                init_hook="agecompact.training.setup:c3ae_anchor_init"),
         # AEC: SSR-Net's callback and batches, Keras 2.3 Adam (eps 1e-7). Its first convolution sharpens raw
         # pixels into an unbounded map: int8 there moved UTKFace MAE by +1.2 years (+0.2 with it in float).
         Family("aec", "agecompact.models.aec", "agecompact.training.losses:make_aec_loss",
-               "agecompact.export.aec:build", "agecompact.predict.uncertainty:aec_spread",
+               "agecompact.export.aec:build", "agecompact.predict.uncertainty:aec_std",
                recipe={"epochs": 90, "lr": 1e-3, "schedule": "step", "adam_eps": 1e-7, "batch_imdb": 128,
                        "batch_other": 50, "shear_units": "degrees", "note": "AEC: as SSR-Net, Keras 2.3 Adam eps"},
                float_convs=("sharpen",)),

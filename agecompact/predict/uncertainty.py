@@ -32,14 +32,14 @@ def _weighted_var(p: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (w * (values - mean) ** 2).sum(axis=-1), total[..., 0]
 
 
-def c3ae_std(outputs: dict[str, np.ndarray]) -> np.ndarray:
+def c3ae_std(outputs: dict[str, np.ndarray], meta=None) -> np.ndarray:
     dist = np.asarray(outputs["distribution"], np.float64)
     anchors = C3AE_BIN_YEARS * np.arange(dist.shape[-1])
     var, _ = _weighted_var(dist, anchors)
     return np.sqrt(var)
 
 
-def aec_std(outputs: dict[str, np.ndarray]) -> np.ndarray:
+def aec_std(outputs: dict[str, np.ndarray], meta=None) -> np.ndarray:
     var = 0.0
     for key, width in (("probs_20y", 20.0), ("probs_4y", 4.0), ("probs_1y", 1.0)):
         p = np.asarray(outputs[key], np.float64)
@@ -62,14 +62,6 @@ def ssrnet_std(outputs: dict[str, np.ndarray], arch_kwargs: dict[str, Any], *, v
         v, total = _weighted_var(p, values)
         var = var + v * total ** 2
     return np.sqrt(var)
-
-
-def c3ae_spread(outputs: dict[str, np.ndarray], meta) -> np.ndarray:
-    return c3ae_std(outputs)
-
-
-def aec_spread(outputs: dict[str, np.ndarray], meta) -> np.ndarray:
-    return aec_std(outputs)
 
 
 def ssrnet_spread(outputs: dict[str, np.ndarray], meta) -> np.ndarray:
