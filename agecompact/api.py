@@ -18,14 +18,6 @@ from agecompact.models.registry import abstract_model
 from agecompact.weights.modelfile import ModelMeta
 
 
-def _bucket(n: int, cap: int) -> int:
-    """Batch sizes are rounded up to powers of two so a run compiles a handful of shapes at most."""
-    size = 1
-    while size < n:
-        size *= 2
-    return min(size, cap)
-
-
 class AgeModel:
     """A network plus the metadata that says how to feed it.
 
@@ -131,15 +123,13 @@ class AgeModel:
         """Every head of the network (``pred`` plus family-specific stage outputs) as numpy arrays."""
         import jax
 
+        from agecompact.batching import padded_batches, powers_of_two
+
         x = self.check_input(images)
         fwd = self._compiled()
         chunks: list[dict[str, np.ndarray]] = []
-        for start in range(0, len(x), batch_size):
-            part = x[start:start + batch_size]
-            n = len(part)
-            padded = _bucket(n, batch_size)
-            if padded != n:
-                part = np.concatenate([part, np.zeros((padded - n, *part.shape[1:]), part.dtype)])
+        # batches padded to powers of two: a run compiles a handful of shapes at most
+        for part, n in padded_batches(x, batch_size, powers_of_two(batch_size)):
             out = jax.device_get(fwd(self._state, part))
             chunks.append({k: np.asarray(v)[:n] for k, v in out.items()})
         if not chunks:

@@ -6,6 +6,7 @@
     config.json     the resolved configuration (re-runnable with --config)
     env.json        package versions and devices
     split.json      how the data was split (method, seed, counts, index hashes, validation indices)
+    teacher.json    with --teacher: the teacher, its file's sha256 and the sha256 of its ages
     metrics.jsonl   one EpochRecord per line; metrics.csv the same as a table (its columns: the record's)
     checkpoints/    orbax: the latest epoch (resume) and the best by validation MAE
     best.msgpack    model file of the best epoch; last.msgpack the latest epoch
@@ -27,6 +28,7 @@ from agecompact.fileio import atomic_write_text
 
 CONFIG, ENV, SPLIT, METRICS, METRICS_CSV = "config.json", "env.json", "split.json", "metrics.jsonl", "metrics.csv"
 CHECKPOINTS, BEST, LAST, CURVES, EVAL_DIR = "checkpoints", "best.msgpack", "last.msgpack", "curves.png", "eval"
+TEACHER = "teacher.json"
 MODEL_FILES = (BEST, LAST)  # what loading a run folder as a model opens, first found wins
 
 
@@ -149,11 +151,37 @@ def is_run_folder(source: str | Path) -> bool:
     return p.is_dir() and (p / CONFIG).is_file()
 
 
-def read_split(run: Path) -> dict[str, Any]:
-    """``split.json`` of a run (``val_indices``, ``dataset`` with its parts, hashes)."""
+@dataclass
+class SavedSplit:
+    """``split.json``: how a run's data was split. ``dataset`` is ``{name, path, count}`` plus, for a run
+    on several files, ``parts`` (each with its ``offset``); the hashes let a resume check its rows."""
+
+    method: str  # "dataset" (the npz's split column), "random", or both joined by "+"
+    seed: int
+    val_fraction: float | None
+    dataset: dict[str, Any]
+    n_train: int
+    n_val: int
+    train_sha256: str
+    val_sha256: str
+    val_indices: list[int]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Any) -> SavedSplit:
+        names = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(d, dict) or any(k not in d for k in names) or not isinstance(d["dataset"], dict):
+            raise ValueError(f"needs {', '.join(names)}")
+        return cls(**{k: d[k] for k in names})
+
+
+def read_split(run: Path) -> SavedSplit:
+    """A run's ``split.json``; a missing or foreign file is one ``InputError``."""
     path = run / SPLIT
     try:
-        return json.loads(path.read_text())
+        return SavedSplit.from_json(json.loads(path.read_text()))
     except FileNotFoundError:
         raise InputError(f"{run}: no {SPLIT} in this run folder") from None
     except ValueError as e:

@@ -78,13 +78,29 @@ CANDIDATES = {
     # a third cycle of tiny, as its second (fixed before its held-out rows were scored; its end ships)
     "aec-tiny-long2": ("aec_nosharpen", ["--recipe", "modern", "--db-repeat", "1,3", "--init-from",
                                          "runs/accuracy/zoo-aec-tiny-long/last.msgpack"], 20, "aec-tiny-long"),
+    # knowledge distillation: a fourth AEC cycle whose targets blend the labels with the ages of the pair
+    # aec-pair2 (then the shipped default), weight 0.5, the teacher's ages averaged with the mirror. The
+    # student is the pair's AEC member, so tiny's re-training needs no teacher. Fixed before any of its
+    # held-out rows were scored: its end, paired with aec-tiny-long2 (aec-pair3), is what ships as default.
+    "aec-kd": ("aec", ["--recipe", "modern", "--db-repeat", "1,3", "--init-from",
+                       "runs/accuracy/zoo-aec-long2/last.msgpack", "--teacher", "runs/accuracy/aec-pair2/last.msgpack",
+                       "--distill-weight", "0.5", "--teacher-tta", "flip"], 20, "aec-long2"),
 }
 
 
 # ensembles in one file (arch aec_pair): name -> the zoo candidates that are its members, in order. Decided
 # before any pair was scored, on the literature's evidence that averaging independent runs lowers the error;
 # the pair is reported whatever it scores.
-PAIRS = {"aec-pair": ("aec-long2", "aec-tiny-long"), "aec-pair2": ("aec-long2", "aec-tiny-long2")}
+PAIRS = {"aec-pair": ("aec-long2", "aec-tiny-long"), "aec-pair2": ("aec-long2", "aec-tiny-long2"),
+         "aec-pair3": ("aec-kd", "aec-tiny-long2")}
+
+
+def _teacher_pair(opts: list[str]) -> str | None:
+    """The pair a candidate distils from (``--teacher runs/accuracy/<pair>/last.msgpack``), if any."""
+    if "--teacher" not in opts:
+        return None
+    name = Path(opts[opts.index("--teacher") + 1]).parent.name
+    return name if name in PAIRS else None
 
 
 def sh(cmd: list[str], log: Path | None = None) -> None:
@@ -158,6 +174,9 @@ def zoo(names: list[str]) -> None:
         model, opts, epochs, parent = CANDIDATES[name]
         if parent is not None and not _weights_in_place(parent):
             zoo([parent])
+        teacher = _teacher_pair(opts)
+        if teacher is not None:
+            _assemble(teacher)
         _train(RUNS / f"zoo-{name}", model, [DATA / "utkface.npz", DATA / "aaf.npz"], opts, epochs, seed=0)
 
 
@@ -181,6 +200,9 @@ def train_commands(name: str) -> list[str]:
     """The shell commands that re-create zoo candidate ``name`` from the prepared data, in order."""
     model, opts, epochs, parent = CANDIDATES[name]
     before = train_commands(parent) if parent is not None else ["python benchmarks/accuracy.py prepare"]
+    teacher = _teacher_pair(opts)
+    if teacher is not None:
+        before += [c for c in pair_commands(teacher) if c not in before]
     return before + [f"agecompact train --db data/utkface.npz,data/aaf.npz --model {model} {' '.join(opts)} "
                      f"--epochs {epochs} --seed 0 --out runs/accuracy/zoo-{name}"]
 
@@ -272,23 +294,11 @@ def _extract_member(pair_file: Path, index: int, run: Path) -> Path:
 def pair(names: list[str]) -> dict:
     """Join each pair's members into one ``aec_pair`` file (runs/accuracy/<pair>/last.msgpack) and measure it
     on the held-out rows."""
-    from agecompact.models.aec import pair_state
-    from agecompact.weights import modelfile
 
     results: dict = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for name in names:
         members = PAIRS[name]
-        read = [modelfile.read(_member_file(m)) for m in members]
-        metas = [meta for meta, _ in read]
-        if len({(m.margin, m.color_order, m.input_size) for m in metas}) != 1:
-            raise SystemExit(f"error: the members of {name} were not trained on the same crops")
-        sharpen = [m.arch == "aec" for m in metas]
-        meta = modelfile.ModelMeta.from_dict(metas[0].to_dict() | {"arch": "aec_pair", "num_params": None,
-                                                                   "arch_kwargs": {"sharpen": sharpen},
-                                                                   "metrics": {}})
-        run = RUNS / name
-        run.mkdir(parents=True, exist_ok=True)
-        path = modelfile.write(run / "last.msgpack", meta, pair_state([state for _, state in read]))
+        path = _assemble(name, force=True)
         rows = [results[f"zoo-{m}"] for m in members]
         row = {"model": "aec_pair", "recipe": rows[0]["recipe"], "members": list(members),
                "epochs": sum(_chain_epochs(m) for m in members), "train_seconds": _chain_seconds(name, results),
@@ -300,6 +310,26 @@ def pair(names: list[str]) -> dict:
         results[name] = row
         _write_results(results)
     return results
+
+
+def _assemble(name: str, *, force: bool = False) -> Path:
+    """runs/accuracy/<pair>/last.msgpack from its members' last epochs (kept when it exists, unless
+    ``force``); the same members give the same file."""
+    from agecompact.models.aec import pair_state
+    from agecompact.weights import modelfile
+
+    out = RUNS / name / "last.msgpack"
+    if out.is_file() and not force:
+        return out
+    read = [modelfile.read(_member_file(m)) for m in PAIRS[name]]
+    metas = [meta for meta, _ in read]
+    if len({(m.margin, m.color_order, m.input_size) for m in metas}) != 1:
+        raise SystemExit(f"error: the members of {name} were not trained on the same crops")
+    sharpen = [m.arch == "aec" for m in metas]
+    meta = modelfile.ModelMeta.from_dict(metas[0].to_dict() | {"arch": "aec_pair", "num_params": None,
+                                                               "arch_kwargs": {"sharpen": sharpen}, "metrics": {}})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return modelfile.write(out, meta, pair_state([state for _, state in read]))
 
 
 def _write_results(results: dict) -> None:

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "agecompact"
 
 # lowest first; each line may use the lines above it
 LAYERS = [
-    "_version", "errors", "choices", "envinfo", "fieldtypes", "console", "fileio", "zoo", "paths", "runfolder",  # foundations
+    "_version", "errors", "choices", "envinfo", "fieldtypes", "batching", "console", "fileio", "zoo", "paths", "runfolder",  # foundations
     "synthetic_faces",  # the demo generator's faces (numpy only): demo data and int8 calibration
     "models",       # Flax definitions and their registry
     "weights",      # the model file format, Keras import

@@ -20,17 +20,28 @@ from train_data_helpers import write_synthetic_npz  # noqa: E402
 
 
 # -- config -----------------------------------------------------------------------------------------
+def test_the_imdb_batch_follows_the_recorded_source_not_the_file_name(tmp_path):
+    from agecompact.training.loop import Trainer
+
+    named = write_synthetic_npz(tmp_path / "imdb.npz", 160)  # no sidecar: the name alone says nothing
+    recorded = write_synthetic_npz(tmp_path / "faces.npz", 160, db="imdb")
+    assert Trainer(C.TrainConfig(db=str(named), epochs=1), tmp_path / "a").cfg.batch_size == 50
+    assert Trainer(C.TrainConfig(db=str(recorded), epochs=1), tmp_path / "b").cfg.batch_size == 128
+    joined = Trainer(C.TrainConfig(db=f"{recorded},{named}", epochs=1), tmp_path / "c")
+    assert joined.ds.kind is None and joined.cfg.batch_size == 50
+
+
 def test_recipes_resolve_to_the_published_settings():
-    ssr = C.resolve(C.TrainConfig(db="x", model="ssrnet"), db_name="imdb")
+    ssr = C.resolve(C.TrainConfig(db="x", model="ssrnet"), db_kind="imdb")
     assert (ssr.epochs, ssr.batch_size, ssr.lr, ssr.schedule, C.step_decay_epochs(ssr), ssr.adam_eps) == (
         90, 128, 1e-3, "step", [30, 60], 1e-8)
     assert ssr.shear_units == "radians"
-    wiki = C.resolve(C.TrainConfig(db="x", model="ssrnet_gender"), db_name="wiki")
+    wiki = C.resolve(C.TrainConfig(db="x", model="ssrnet_gender"), db_kind="wiki")
     assert wiki.batch_size == 50
-    aec = C.resolve(C.TrainConfig(db="x", model="aec"), db_name="imdb")
+    aec = C.resolve(C.TrainConfig(db="x", model="aec"), db_kind="imdb")
     assert (aec.batch_size, aec.adam_eps, aec.shear_units, C.step_decay_epochs(aec)) == (
         128, 1e-7, "degrees", [30, 60])
-    c3 = C.resolve(C.TrainConfig(db="x", model="c3ae_full"), db_name="imdb")
+    c3 = C.resolve(C.TrainConfig(db="x", model="c3ae_full"), db_kind="imdb")
     assert (c3.epochs, c3.batch_size, c3.lr, c3.schedule) == (160, 50, 2e-3, "plateau")
     short = C.resolve(C.TrainConfig(db="x", model="ssrnet", epochs=15))
     assert C.step_decay_epochs(short) == [5, 10]  # the drops scale with a shorter run
@@ -270,3 +281,15 @@ def test_the_summary_takes_its_epoch_fields_from_the_record():
     record = {f.name for f in dataclasses.fields(EpochRecord)}
     summary = {f.name for f in dataclasses.fields(TrainSummary)}
     assert set(TrainSummary.FROM_LAST_EPOCH) <= record & summary
+
+
+def test_a_foreign_split_json_is_one_input_error(tmp_path):
+    from agecompact.errors import InputError
+    from agecompact.runfolder import SPLIT, read_split
+
+    (tmp_path / SPLIT).write_text('{"method": "random", "seed": 0}')
+    with pytest.raises(InputError, match="unreadable .*needs method, seed"):
+        read_split(tmp_path)
+    (tmp_path / SPLIT).write_text("[1, 2]")
+    with pytest.raises(InputError, match="unreadable"):
+        read_split(tmp_path)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from agecompact.cli._app import app, fail, handle_errors
-from agecompact.cli._choices import DTYPE_METAVAR, ArchName
+from agecompact.cli._choices import DTYPE_METAVAR, TTA, ArchName
 
 RUNS_DIR = Path("runs")
 
@@ -157,6 +157,14 @@ def train(
     init_from: Annotated[str | None, typer.Option(help="Start from these weights (model file, run folder, Keras .h5 or "
                                                        "pretrained name), e.g. IMDB -> WIKI.",
                                                   show_default=False)] = None,
+    teacher: Annotated[str | None, typer.Option(help="Distil from this trained age model (zoo name, model file or "
+                                                     "run folder): its ages on the faces become a second target.",
+                                                show_default=False)] = None,
+    distill_weight: Annotated[float | None, typer.Option(help="With --teacher: the teacher's share of the loss, "
+                                                              "0..1 (default: 0.5).", show_default=False)] = None,
+    teacher_tta: Annotated[TTA | None, typer.Option(case_sensitive=False, help="With --teacher: flip (default) "
+                                                    "averages its ages on each face and its mirror.",
+                                                    show_default=False)] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", metavar=DTYPE_METAVAR, help="Compute dtype: float32 (default) or bfloat16 "
                                               "(mixed precision, for GPUs).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest "
@@ -198,7 +206,9 @@ def train(
         overrides = {"db": db, "db_repeat": _counts(db_repeat), "model": model.value if model else None, "recipe": recipe.value if recipe else None,
                      "epochs": epochs, "batch_size": batch_size,
                      "lr": lr, "schedule": schedule.value if schedule else None, "seed": seed,
-                     "val_fraction": val_fraction, "augment": augment, "init_from": init_from, "compute_dtype": dtype}
+                     "val_fraction": val_fraction, "augment": augment, "init_from": init_from, "compute_dtype": dtype,
+                     "teacher": teacher, "distill_weight": distill_weight,
+                     "teacher_tta": teacher_tta.value if teacher_tta else None}
         cfg = build_config(config, **overrides)
         if resume:
             if out is None:

@@ -48,6 +48,13 @@ class Dataset:
         return self.age.astype(np.float32), None
 
     @property
+    def kind(self) -> str | None:
+        """The source dataset ``preprocess`` recorded in the sidecar (``--db imdb`` -> "imdb"); None without
+        one, and for a join of several files. Recipes read it, never the file's name."""
+        db = self.sidecar.get("db")
+        return db.lower() if isinstance(db, str) and not self.parts else None
+
+    @property
     def margin(self) -> float | None:
         m = self.sidecar.get("margin")
         return float(m) if isinstance(m, int | float) else None

@@ -47,8 +47,8 @@ def select_rows(ds, split: str, run: Path | None, usable: np.ndarray | None = No
         return split, rows
     if split in ("val", "train") and run is not None:
         saved = read_split(run)
-        info = saved.get("dataset", {})
-        val = np.asarray(saved.get("val_indices", []), np.int64)
+        info = saved.dataset
+        val = np.asarray(saved.val_indices, np.int64)
         part = _matching_part(info, ds)
         if part is not None:  # one dataset of a run trained on several: its rows of the run's split
             lo, hi = part["offset"], part["offset"] + part["count"]

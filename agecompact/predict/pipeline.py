@@ -67,16 +67,12 @@ class ModelRunner:
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``pred`` and the age spread (None where the model has none) for ``x``, in chunks of
         ``batch_size`` padded to a fixed bucket."""
+        from agecompact.batching import padded_batches
         from agecompact.predict.uncertainty import age_std
 
         preds, spreads = [], []
-        for start in range(0, len(x), self.batch_size):
-            part = x[start:start + self.batch_size]
-            n = len(part)
-            bucket = next(b for b in self.buckets if b >= n) if self.pads else n
-            if bucket != n:
-                part = np.concatenate([part, np.zeros((bucket - n, *part.shape[1:]), part.dtype)])
-            heads = {k: np.asarray(v)[:n] for k, v in self.engine.outputs(part, batch_size=bucket).items()}
+        for part, n in padded_batches(x, self.batch_size, self.buckets if self.pads else None):
+            heads = {k: np.asarray(v)[:n] for k, v in self.engine.outputs(part, batch_size=len(part)).items()}
             preds.append(np.asarray(heads["pred"], np.float32))
             spreads.append(age_std(self.model.meta, heads) if self.model.meta.task == "age" else None)
         if not preds:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agecompact.choices import COMPUTE_DTYPES
+from agecompact.choices import COMPUTE_DTYPES, TTA_MODES
 from agecompact.errors import InputError, UsageError
 from agecompact.fieldtypes import typed_fields
 from agecompact.models.families import FAMILIES
@@ -63,6 +63,12 @@ class TrainConfig:
     shear_units: str | None = None  # SSR-Net's Keras helper: radians; AEC's keras_preprocessing: degrees
     kl_weight: float = 10.0  # C3AE: alpha in alpha * KL(two-point || softmax) + L1
     init_from: str | None = None  # model file, run folder or pretrained name to start from
+    # knowledge distillation (training/distill.py): a trained age model whose ages on the un-augmented
+    # faces are a second target, blended in with weight distill_weight; teacher_tta "flip" averages the
+    # teacher's ages on each face and its mirror
+    teacher: str | None = None
+    distill_weight: float = 0.5
+    teacher_tta: str = "flip"
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     # BatchNorm running averages use momentum min(0.99, (1 + t) / (10 + t)) at step t (TensorFlow's
     # num_updates schedule) instead of a flat 0.99: identical from step 890 on, but unbiased early, so a
@@ -147,8 +153,10 @@ def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfi
     return TrainConfig.from_dict(base)
 
 
-def resolve(cfg: TrainConfig, *, db_name: str | None = None) -> TrainConfig:
-    """Fill the recipe defaults and validate; returns a new, complete config."""
+def resolve(cfg: TrainConfig, *, db_kind: str | None = None) -> TrainConfig:
+    """Fill the recipe defaults and validate; returns a new, complete config. ``db_kind`` is the source
+    dataset the preprocessed file records (``Dataset.kind``): the published batch size is IMDB's for
+    "imdb" only."""
     from agecompact.models.registry import get_spec
 
     spec = get_spec(cfg.model)
@@ -163,7 +171,7 @@ def resolve(cfg: TrainConfig, *, db_name: str | None = None) -> TrainConfig:
     if out.epochs is None:
         out.epochs = r.epochs
     if out.batch_size is None:
-        out.batch_size = r.batch_imdb if (db_name or "").lower() == "imdb" else r.batch_other
+        out.batch_size = r.batch_imdb if db_kind == "imdb" else r.batch_other
     if out.lr is None:
         out.lr = r.lr
     if out.schedule is None:
@@ -225,5 +233,11 @@ def _validate(c: TrainConfig) -> None:
         raise UsageError("decay epochs must be >= 0")
     if c.eval_batch_size < 1 or c.prefetch < 0 or c.keep_best < 1:
         raise UsageError("eval_batch_size and keep_best must be >= 1, prefetch >= 0")
+    if not 0.0 <= c.distill_weight <= 1.0:
+        raise UsageError("--distill-weight must lie in [0, 1]")
+    if c.teacher_tta not in TTA_MODES:
+        raise UsageError(f"unknown teacher_tta {c.teacher_tta!r}; choose one of: {', '.join(TTA_MODES)}")
+    if c.teacher is not None and not str(c.teacher).strip():
+        raise UsageError("--teacher is empty; give a model file, run folder or zoo name")
     if not isinstance(c.arch_kwargs, dict):
         raise UsageError("arch_kwargs must be a table/object")

@@ -19,6 +19,7 @@ import numpy as np
 
 from agecompact.data.npz import SPLIT_TRAIN, Dataset, load_datasets, load_npz  # noqa: F401  (the loop reads them here)
 from agecompact.errors import InputError, UsageError
+from agecompact.runfolder import SavedSplit
 
 DEFAULT_VAL_FRACTION = 0.2
 
@@ -35,22 +36,16 @@ class Split:
     seed: int
     val_fraction: float | None
 
-    def to_json(self, ds: Dataset) -> dict[str, Any]:
+    def saved(self, ds: Dataset) -> SavedSplit:
+        """What ``split.json`` records of this split of ``ds``."""
         info: dict[str, Any] = {"name": ds.name, "path": str(ds.path.resolve()), "count": len(ds)}
         if ds.parts:
             info["parts"] = [{"name": p.name, "path": str(p.path.resolve()), "count": len(p), "offset": int(o)}
                              for p, o in ds.parts]
-        return {
-            "method": self.method,
-            "seed": self.seed,
-            "val_fraction": self.val_fraction,
-            "dataset": info,
-            "n_train": int(len(self.train)),
-            "n_val": int(len(self.val)),
-            "train_sha256": indices_sha256(self.train),
-            "val_sha256": indices_sha256(self.val),
-            "val_indices": self.val.tolist(),
-        }
+        return SavedSplit(method=self.method, seed=self.seed, val_fraction=self.val_fraction, dataset=info,
+                          n_train=int(len(self.train)), n_val=int(len(self.val)),
+                          train_sha256=indices_sha256(self.train), val_sha256=indices_sha256(self.val),
+                          val_indices=self.val.tolist())
 
 
 def make_split(ds: Dataset, *, seed: int, val_fraction: float | None, keep: np.ndarray | None = None) -> Split:
@@ -98,9 +93,9 @@ def repeat_parts(ds: Dataset, split: Split, repeats: list[int] | None) -> Split:
     return dataclasses.replace(split, train=np.sort(np.concatenate(pieces)))
 
 
-def check_split(saved: dict[str, Any], split: Split) -> None:
+def check_split(saved: SavedSplit, split: Split) -> None:
     """On resume, the recomputed split must be the saved one (same data, same seed)."""
-    if saved.get("train_sha256") != indices_sha256(split.train) or saved.get("val_sha256") != indices_sha256(split.val):
+    if saved.train_sha256 != indices_sha256(split.train) or saved.val_sha256 != indices_sha256(split.val):
         raise UsageError("the dataset or seed differs from the run being resumed (split.json does not match)")
 
 
@@ -136,17 +131,6 @@ def train_batches(ds: Dataset, targets: dict[str, np.ndarray], train: np.ndarray
         if augment is not None:
             images = augment(images, batch_rng(seed, epoch, step))
         yield step, images, {k: v[idx] for k, v in targets.items()}
-
-
-def eval_batches(images: np.ndarray, idx: np.ndarray, batch_size: int
-                 ) -> Iterator[tuple[np.ndarray, int]]:
-    """Fixed-size batches (the tail padded with copies of the first row) and the count of real rows."""
-    for start in range(0, len(idx), batch_size):
-        part = idx[start:start + batch_size]
-        n = len(part)
-        if n < batch_size:
-            part = np.concatenate([part, np.full(batch_size - n, part[0], part.dtype)])
-        yield images[part], n
 
 
 _END = object()

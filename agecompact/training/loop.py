@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from agecompact.errors import AgecompactError, InputError
+from agecompact.errors import AgecompactError, InputError, UsageError
 from agecompact.fileio import atomic_write_json
 from agecompact.runfolder import (
     BEST,
@@ -34,10 +34,12 @@ from agecompact.runfolder import (
     LAST,
     METRICS,
     SPLIT,
+    TEACHER,
     EpochRecord,
     TrainSummary,
     clear_run,
     read_records,
+    read_split,
     write_records,
 )
 from agecompact.training.config import TrainConfig, resolve
@@ -137,7 +139,7 @@ class Trainer:
         from agecompact.training.data import check_split, load_datasets, make_split, repeat_parts
 
         self.ds = ds = load_datasets([self._dataset_path(db.strip()) for db in config.db.split(",")])
-        self.cfg = cfg = resolve(config, db_name=ds.name)
+        self.cfg = cfg = resolve(config, db_kind=ds.kind)
         self.spec = spec = get_spec(cfg.model)
         if ds.images.ndim == 5 and spec.crops != "context":
             raise InputError(f"{ds.path} holds context crops (N, 3, S, S, 3); {cfg.model} takes single crops")
@@ -147,8 +149,26 @@ class Trainer:
         self.split = repeat_parts(ds, make_split(ds, seed=cfg.seed, val_fraction=cfg.val_fraction, keep=keep),
                                   cfg.db_repeat)
         if self.resume and (self.workdir / SPLIT).is_file():
-            check_split(json.loads((self.workdir / SPLIT).read_text()), self.split)
+            check_split(read_split(self.workdir), self.split)
         self.margin = ds.margin if ds.margin is not None else spec.margin
+        self.teacher = self._teacher_targets() if cfg.teacher else None
+
+    def _teacher_targets(self) -> dict[str, Any]:
+        """``--teacher``: its ages for every row become ``targets["teacher"]``; returns what teacher.json
+        records (a resumed run must get the same ages)."""
+        from agecompact.training import distill
+
+        cfg = self.cfg
+        if self.spec.task != "age":
+            raise UsageError(f"--teacher distils ages; {cfg.model} is a {self.spec.task} model")
+        teacher = distill.load_teacher(cfg.teacher, self.ds, crops=self.spec.crops)
+        self.say(f"teacher {teacher.name}: predicting {len(self.ds)} faces (tta {cfg.teacher_tta})")
+        ages = distill.teacher_ages(teacher, self.ds.images, tta=cfg.teacher_tta)
+        self.targets["teacher"] = ages
+        record = distill.teacher_record(cfg.teacher, teacher, ages, tta=cfg.teacher_tta, weight=cfg.distill_weight)
+        if self.resume and (self.workdir / TEACHER).is_file():
+            distill.check_teacher(self.workdir / TEACHER, record)
+        return record
 
     def _prepare_folder(self) -> None:
         """Devices and batch checks; only once the inputs are valid is an old run cleared or the folder made."""
@@ -184,7 +204,12 @@ class Trainer:
         self.graphdef_eval = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
         tx = S.make_optimizer(cfg.adam_eps, cfg.clip_norm, cfg.weight_decay if cfg.optimizer == "adamw" else 0.0)
         self.state = par.replicate(S.init_state(params, stats, tx, ema=bool(cfg.ema_decay)))
-        self._train_step = S.make_train_step(self.graphdef, loss_for(cfg.model, kl_weight=cfg.kl_weight), tx, par,
+        loss_fn = loss_for(cfg.model, kl_weight=cfg.kl_weight)
+        if self.teacher is not None:
+            from agecompact.training.distill import distilled
+
+            loss_fn = distilled(loss_fn, cfg.distill_weight)
+        self._train_step = S.make_train_step(self.graphdef, loss_fn, tx, par,
                                              bn_momentum=momentum, compute_dtype=cfg.compute_dtype,
                                              ema_decay=cfg.ema_decay)
         self._predict = S.make_eval_step(self.graphdef_eval, par)
@@ -202,7 +227,7 @@ class Trainer:
         except InputError:
             recorded = None
             if self.resume and (self.workdir / SPLIT).is_file():
-                recorded = json.loads((self.workdir / SPLIT).read_text()).get("dataset", {}).get("path")
+                recorded = read_split(self.workdir).dataset.get("path")
             if recorded and Path(recorded).is_file():
                 return Path(recorded)
             raise
@@ -217,7 +242,9 @@ class Trainer:
         if not self.resume or self.changed:  # a resume with new epochs/lr records them
             atomic_write_json(self.workdir / CONFIG, self.cfg.to_dict())
         if not self.resume:
-            atomic_write_json(self.workdir / SPLIT, self.split.to_json(self.ds))
+            atomic_write_json(self.workdir / SPLIT, self.split.saved(self.ds).to_json())
+        if self.teacher is not None and not (self.workdir / TEACHER).is_file():
+            atomic_write_json(self.workdir / TEACHER, self.teacher)
         atomic_write_json(self.workdir / ENV, {"created": _now(), "packages": package_versions(),
                                                "devices": device_info(), "process_count": jax.process_count()})
 
@@ -260,7 +287,7 @@ class Trainer:
         batch = (cfg.batch_size, *ds.images.shape[1:])
         self.step_fn = self._train_step.lower(
             replicated(self.state), jax.ShapeDtypeStruct(batch, np.uint8, sharding=par.data),
-            {"y": jax.ShapeDtypeStruct((cfg.batch_size,), np.float32, sharding=par.data)},
+            {k: jax.ShapeDtypeStruct((cfg.batch_size,), np.float32, sharding=par.data) for k in self.targets},
             np.float32(0), np.int32(0), self.key_data,
         ).compile()
         self.predict_fn = self._predict.lower(
@@ -270,12 +297,13 @@ class Trainer:
         return time.perf_counter() - t0
 
     def evaluate_val(self) -> dict[str, Any]:
+        from agecompact.batching import padded_batches
         from agecompact.evaluation.metrics import task_metrics
-        from agecompact.training.data import eval_batches
         from agecompact.training.steps import eval_params
 
         preds = []
-        for images, n in eval_batches(self.ds.images, self.split.val, self.eval_bs):
+        # one shape: every batch padded to eval_bs (the step was compiled for it)
+        for images, n in padded_batches(self.ds.images, self.eval_bs, (self.eval_bs,), rows=self.split.val):
             local = images[self.par.local_rows(len(images))]
             out = self.predict_fn(eval_params(self.state), self.state["batch_stats"], self.par.put_batch(local))
             preds.append(self.par.to_host(out)[:n])
