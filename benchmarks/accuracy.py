@@ -59,6 +59,10 @@ ABLATIONS = {
     "aec-ssraug": ("aec", ["--recipe", "modern", "--config", "benchmarks/configs/augment-ssrnet.json"]),
     # All-Age-Faces' 1,360 dev training faces three times per epoch beside UTKFace's 16,354
     "aec-aafx3": ("aec", ["--recipe", "modern", "--db-repeat", "1,3"]),
+    # C3AE's KL target: the published two-point code against a Gaussian label distribution (sigma 5 years)
+    "c3ae-twopoint": ("c3ae", ["--recipe", "modern", "--db-repeat", "1,3"]),
+    "c3ae-gauss": ("c3ae", ["--recipe", "modern", "--db-repeat", "1,3", "--config",
+                            "benchmarks/configs/c3ae-gaussian.json"]),
 }
 
 # zoo candidates: name -> (model, extra train options, epochs, the candidate whose last epoch it starts from)
@@ -357,11 +361,15 @@ def evaluate(detect_flip: list[str] | None = None) -> dict:
             continue  # still training, or already measured
         seconds = sum(r["epoch_seconds"] for r in records)
         row = {"model": cfg["model"], "recipe": cfg["recipe"], "epochs": len(records), "train_seconds": round(seconds),
+               **({"teacher": f"{Path(cfg['teacher']).parent.name}, w {cfg['distill_weight']:g}, {cfg['teacher_tta']}"}
+                  if cfg.get("teacher") else {}),
                "db": cfg["db"], "images_per_second": round(float(np.median([r["images_per_second"] for r in records])))}
         last = run / "last.msgpack"
         if run.name.startswith("ablate-"):
             row["dev_val_mae_last"] = records[-1]["val_mae"]
             row["augment_policy"] = cfg.get("augment_policy")
+            if cfg.get("label_distribution", "two_point") != "two_point":
+                row["label_distribution"] = f"{cfg['label_distribution']} σ {cfg['label_sigma']:g}"
             row["db_repeat"] = cfg.get("db_repeat")
             if cfg["model"].startswith("aec"):  # flip test-time augmentation, on the same dev rows
                 for tta in ("none", "flip"):
@@ -508,6 +516,10 @@ def table(doc: dict) -> str:
         recipe = r["recipe"] + (f", {r['augment_policy']} aug" if r.get("augment_policy") else "")
         if r.get("db_repeat"):
             recipe += f", repeat {','.join(map(str, r['db_repeat']))}"
+        if r.get("label_distribution"):
+            recipe += f", {r['label_distribution']} labels"
+        if r.get("teacher"):
+            recipe += f", teacher {r['teacher']}"
         lines.append(f"| {name} | {r['model']} | {recipe} | {r['params']:,} | {r['epochs']} | "
                      f"{r['train_seconds'] / 60:.0f} min | {_pair(r.get('dev_val_mae_last'), r.get('dev_val_mae_flip'))} | "
                      f"{_by_db(r)} | {_pair(_mae(r.get('utkface_chips')), _mae(r.get('utkface_chips_flip')))} | "

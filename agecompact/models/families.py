@@ -22,7 +22,7 @@ from agecompact.errors import UsageError
 class Family:
     name: str
     models: str  # the module with the constructors and ``keras_layer_map``
-    loss: str  # factory ``(kl_weight=...) -> loss_fn`` (training.losses)
+    loss: str  # factory ``(kl_weight=..., label_distribution=..., label_sigma=...) -> loss_fn`` (training.losses)
     onnx_builder: str  # ``build(graph, x, state, module) -> output names`` (export)
     age_std: str  # ``(outputs, meta) -> per-face spread in years`` (predict.uncertainty)
     # the published training settings ("paper" recipe; "modern" adds on top): epochs, lr, schedule,

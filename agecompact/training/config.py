@@ -25,6 +25,7 @@ RECIPE_NAMES = ("paper", "modern")
 OPTIMIZERS = ("adam", "adamw")
 AUGMENT_POLICIES = ("ssrnet", "strong")
 SHEAR_UNITS = ("radians", "degrees")
+LABEL_DISTRIBUTIONS = ("two_point", "gaussian")  # C3AE's KL target (training.losses.make_c3ae_loss)
 
 
 @dataclass
@@ -62,6 +63,10 @@ class TrainConfig:
     augment: bool = True
     shear_units: str | None = None  # SSR-Net's Keras helper: radians; AEC's keras_preprocessing: degrees
     kl_weight: float = 10.0  # C3AE: alpha in alpha * KL(two-point || softmax) + L1
+    # C3AE's KL target: the published "two_point" code, or "gaussian" (a label distribution of
+    # label_sigma years over the 12 bins)
+    label_distribution: str = "two_point"
+    label_sigma: float = 5.0
     init_from: str | None = None  # model file, run folder or pretrained name to start from
     # knowledge distillation (training/distill.py): a trained age model whose ages on the un-augmented
     # faces are a second target, blended in with weight distill_weight; teacher_tta "flip" averages the
@@ -181,6 +186,9 @@ def resolve(cfg: TrainConfig, *, db_kind: str | None = None) -> TrainConfig:
     if out.shear_units is None:
         out.shear_units = r.shear_units
     _validate(out)
+    if out.label_distribution != "two_point" and spec.family != "c3ae":
+        raise UsageError(f"label_distribution {out.label_distribution!r} shapes C3AE's bin target; {out.model} "
+                         "has no such output")
     return out
 
 
@@ -233,6 +241,11 @@ def _validate(c: TrainConfig) -> None:
         raise UsageError("decay epochs must be >= 0")
     if c.eval_batch_size < 1 or c.prefetch < 0 or c.keep_best < 1:
         raise UsageError("eval_batch_size and keep_best must be >= 1, prefetch >= 0")
+    if c.label_distribution not in LABEL_DISTRIBUTIONS:
+        raise UsageError(f"unknown label_distribution {c.label_distribution!r}; choose one of: "
+                         f"{', '.join(LABEL_DISTRIBUTIONS)}")
+    if not 0.0 < c.label_sigma < math.inf:
+        raise UsageError("label_sigma must be a positive number of years")
     if not 0.0 <= c.distill_weight <= 1.0:
         raise UsageError("--distill-weight must lie in [0, 1]")
     if c.teacher_tta not in TTA_MODES:

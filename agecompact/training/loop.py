@@ -204,7 +204,8 @@ class Trainer:
         self.graphdef_eval = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
         tx = S.make_optimizer(cfg.adam_eps, cfg.clip_norm, cfg.weight_decay if cfg.optimizer == "adamw" else 0.0)
         self.state = par.replicate(S.init_state(params, stats, tx, ema=bool(cfg.ema_decay)))
-        loss_fn = loss_for(cfg.model, kl_weight=cfg.kl_weight)
+        loss_fn = loss_for(cfg.model, kl_weight=cfg.kl_weight, label_distribution=cfg.label_distribution,
+                           label_sigma=cfg.label_sigma)
         if self.teacher is not None:
             from agecompact.training.distill import distilled
 
