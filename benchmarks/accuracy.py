@@ -226,10 +226,18 @@ def _shipped_estimate(name: str) -> int | None:
     if shipped is not None and "wall_seconds_alone_estimate" in shipped["training"]:
         return shipped["training"]["wall_seconds_alone_estimate"]
     for m in _zoo_models():
-        members = m["training"].get("members_wall_seconds_alone_estimate", {})
-        if name in members:
-            return members[name]
+        for key in ("members_wall_seconds_alone_estimate", "chain_wall_seconds_alone_estimate"):
+            if name in m["training"].get(key, {}):
+                return m["training"][key][name]
     return None
+
+
+def _chain(name: str) -> list[str]:
+    """Candidate ``name`` and every run it starts from (for a pair: of each member), in order."""
+    if name in PAIRS:
+        return [c for m in PAIRS[name] for c in _chain(m)]
+    parent = CANDIDATES[name][3]
+    return (_chain(parent) if parent is not None else []) + [name]
 
 
 def _zoo_models() -> list[dict]:
@@ -391,8 +399,8 @@ def evaluate(detect_flip: list[str] | None = None) -> dict:
 ZOO = ROOT / "agecompact" / "zoo"
 LICENCES = {"utkface": "UTKFace: non-commercial research only (https://susanqq.github.io/UTKFace/)",
             "aaf": "All-Age-Faces: non-commercial research only (https://github.com/JingchunCheng/All-Age-Faces-Dataset)"}
-DESCRIPTIONS = {"default": ("the most accurate agecompact model with <= 50,000 values: two AEC networks (with and "
-                            "without the sharpen convolution) trained apart, outputs averaged (39,944)"),
+DESCRIPTIONS = {"default": ("the default model (<= 50,000 values): two AEC networks (with and without the sharpen "
+                            "convolution), the first distilled from an earlier pair, outputs averaged (39,944)"),
                 "tiny": "the most accurate with <= 20,000 values: AEC without its sharpen convolution (19,930)",
                 "ssrnet-utk-aaf": "SSR-Net trained with the same data and recipe, for comparison"}
 
@@ -471,6 +479,11 @@ def ship(pairs: list[tuple[str, str]]) -> None:
                 "wall_seconds_alone_estimate": _chain_seconds_alone(arch),
                 **({"members_wall_seconds_alone_estimate": {m: _chain_seconds_alone(m) for m in members}}
                    if members else {}),
+                # every run of the chain, so a later chain that starts from one of them can be estimated
+                # after its run folder is gone
+                "chain_wall_seconds_alone_estimate": {c: _chain_seconds_alone(c) for c in _chain(arch) if
+                                                      (RUNS / f"zoo-{c}" / "metrics.jsonl").is_file()
+                                                      or _shipped_estimate(c) is not None},
                 "images_per_second": row["images_per_second"],
                 "machine": "2-core x86-64 CPU, shared with other work",
             },
