@@ -404,8 +404,7 @@ def evaluate(detect_flip: list[str] | None = None) -> dict:
 ZOO = ROOT / "agecompact" / "zoo"
 LICENCES = {"utkface": "UTKFace: non-commercial research only (https://susanqq.github.io/UTKFace/)",
             "aaf": "All-Age-Faces: non-commercial research only (https://github.com/JingchunCheng/All-Age-Faces-Dataset)"}
-DESCRIPTIONS = {"default": ("the default model (<= 50,000 values): two AEC networks (with and without the sharpen "
-                            "convolution), the first distilled from an earlier pair, outputs averaged (39,944)"),
+DESCRIPTIONS = {"default": "the default model (<= 50,000 values): plain C3AE, one 60-epoch cycle (36,345)",
                 "tiny": "the most accurate with <= 20,000 values: AEC without its sharpen convolution (19,930)",
                 "ssrnet-utk-aaf": "SSR-Net trained with the same data and recipe, for comparison"}
 
@@ -554,7 +553,7 @@ def main() -> None:
     ap.add_argument("--detect-flip", nargs="*", default=[], help="evaluate: zoo runs to add flip-TTA detection to")
     ap.add_argument("--zoo", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES), help="zoo candidates")
     ap.add_argument("--pair", nargs="*", default=list(PAIRS), choices=list(PAIRS), help="pairs to assemble")
-    ap.add_argument("--ship", nargs="*", default=["default:aec", "tiny:aec-tiny", "ssrnet-utk-aaf:ssrnet"],
+    ap.add_argument("--ship", nargs="*", default=["default:c3ae-long", "tiny:aec-tiny-long2", "ssrnet-utk-aaf:ssrnet"],
                     help="zoo names to ship, as name:candidate")
     a = ap.parse_args()
     if a.stage in ("prepare", "all"):

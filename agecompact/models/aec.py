@@ -118,7 +118,7 @@ class AECPair(nnx.Module):
 
 
 def aec_pair(*, rngs: nnx.Rngs, **kwargs) -> AECPair:
-    """AEC and AEC-without-sharpen averaged (39,944 values): the zoo's ``default`` architecture."""
+    """AEC and AEC-without-sharpen averaged (39,944 values): the zoo's earlier ``default`` architecture."""
     return AECPair(rngs=rngs, **kwargs)
 
 
