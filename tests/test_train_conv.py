@@ -49,7 +49,11 @@ def test_chunk_sizes():
     assert layers._chunk_size(50, 1 << 20, 8 << 20) == 5  # 8 -> the nearest divisor within 2x
 
 
-def test_model_gradients_do_not_depend_on_the_conv_implementation():
+@pytest.mark.parametrize("arch", ["ssrnet", "c3ae", "aec"])
+def test_model_gradients_do_not_depend_on_the_conv_implementation(arch):
+    """The whole CPU path ("chunked": chunked convolutions and the chunked first block of
+    ``models.first_block``) against the plain XLA graph: loss, every gradient and the new BatchNorm
+    statistics. AEC covers a first block whose input is trained (its sharpen convolution)."""
     from flax import nnx
 
     from agecompact.models import create_model
@@ -58,20 +62,22 @@ def test_model_gradients_do_not_depend_on_the_conv_implementation():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
     y = {"y": jnp.asarray(rng.uniform(5, 75, 16).astype(np.float32))}
-    grads = {}
+    results = {}
     for impl in ("xla", "chunked"):
         with layers.conv_implementation(impl):
-            model = create_model("ssrnet", seed=0)
+            model = create_model(arch, seed=0)
             model.train()
             graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
 
             @jax.jit
             def f(params, stats, graphdef=graphdef):
                 m = nnx.merge(graphdef, params, stats)
-                return nnx.value_and_grad(lambda m: loss_for("ssrnet")(m(x, rngs=jax.random.key(0)), y)[0])(m)
+                loss_fn = loss_for(arch)
+                loss, grads = nnx.value_and_grad(lambda m: loss_fn(m(x, rngs=jax.random.key(0)), y)[0])(m)
+                return loss, grads, nnx.state(m, nnx.BatchStat)
 
-            grads[impl] = f(params, stats)
-    (l0, g0), (l1, g1) = grads["xla"], grads["chunked"]
+            results[impl] = f(params, stats)
+    (l0, g0, s0), (l1, g1, s1) = results["xla"], results["chunked"]
     assert float(l1) == pytest.approx(float(l0), rel=1e-5)
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(g0), jax.tree.leaves(g1), strict=True):
         a, b = np.asarray(a), np.asarray(b)
@@ -79,6 +85,8 @@ def test_model_gradients_do_not_depend_on_the_conv_implementation():
             continue  # a bias before BatchNorm has zero gradient: both are rounding noise
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * float(np.abs(a).max()) + 1e-12,
                                    err_msg=jax.tree_util.keystr(path))
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(s0), jax.tree.leaves(s1), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path))
 
 
 def test_conv_implementation_is_scoped():

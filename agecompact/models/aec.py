@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from agecompact.errors import InputError
+from agecompact.models.first_block import conv_bn_act_pool
 from agecompact.models.layers import Conv2D, Dense, avg_pool, batch_norm, flatten, he_uniform, to_float
 
 
@@ -66,7 +67,9 @@ class AEC(nnx.Module):
         i = 0
         for size in self.block_sizes:
             for _ in range(size):
-                x = jax.nn.relu(self.bns[i](self.convs[i](x)))
+                # the first conv (3 input channels) runs as a chunked block in CPU training
+                x = conv_bn_act_pool(self.convs[i], self.bns[i], x, act="relu", pool=None,
+                                     input_grad=self.sharpen is not None)
                 i += 1
             x = avg_pool(x, 2)
         x = jax.nn.relu(self.reduce(x))

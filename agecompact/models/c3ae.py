@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from agecompact.models.first_block import conv_bn_act_pool
 from agecompact.models.layers import Conv2D, Dense, avg_pool, batch_norm, flatten, to_float
 
 NUM_BINS = 12
@@ -51,9 +52,12 @@ class C3AETrunk(nnx.Module):
         if self.white_norm:
             x = (x - 127.5) / 128.0
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
-            x = jax.nn.relu(bn(conv(x)))
-            if i < 3:
-                x = avg_pool(x, 2)
+            if i == 0:  # the image: chunked first block in CPU training
+                x = conv_bn_act_pool(conv, bn, x, act="relu", pool="avg", input_grad=False)
+            else:
+                x = jax.nn.relu(bn(conv(x)))
+                if i < 3:
+                    x = avg_pool(x, 2)
             if self.se is not None:
                 x = self.se[i](x)
         x = self.conv5(x)

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from agecompact.models.first_block import conv_bn_act_pool
 from agecompact.models.layers import (
     Conv2D,
     Dense,
@@ -97,11 +98,15 @@ class SSRNet(nnx.Module):
         x, s = img, img
         x_feats, s_feats = [], []
         for i, (xb, sb) in enumerate(zip(self.x_blocks, self.s_blocks, strict=True)):
-            x = jax.nn.relu(xb.bn(xb.conv(x)))
-            s = jnp.tanh(sb.bn(sb.conv(s)))
-            if i < 3:
-                x = avg_pool(x, 2)
-                s = max_pool(s, 2)
+            if i == 0:  # the image: its 62x62 maps go through the chunked first block in CPU training
+                x = conv_bn_act_pool(xb.conv, xb.bn, x, act="relu", pool="avg", input_grad=False)
+                s = conv_bn_act_pool(sb.conv, sb.bn, s, act="tanh", pool="max", input_grad=False)
+            else:
+                x = jax.nn.relu(xb.bn(xb.conv(x)))
+                s = jnp.tanh(sb.bn(sb.conv(s)))
+                if i < 3:
+                    x = avg_pool(x, 2)
+                    s = max_pool(s, 2)
             x_feats.append(x)
             s_feats.append(s)
         inputs = [(s_feats[3], x_feats[3]), (s_feats[1], x_feats[1]), (s_feats[0], x_feats[0])]
